@@ -1,0 +1,3 @@
+from entrypoint.boot import main
+
+raise SystemExit(main())

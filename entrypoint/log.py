@@ -1,0 +1,89 @@
+"""structlog, configured once: JSON lines on stderr, or console rendering on a TTY.
+
+Every event passes through the redaction processor last, so no field value can
+carry a secret out (the values of the environment's secrets are masked too).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+from entrypoint.redact import redact_text
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+FORMATS = ("auto", "json", "console")
+
+
+class Redactor:
+    """A structlog processor that masks secrets in every string field."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = tuple(secrets)
+
+    def __call__(
+        self, _logger: object, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in event.items():
+            event[key] = self._redact(value)
+        return event
+
+    def _redact(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return redact_text(value, self.secrets)
+        if isinstance(value, list | tuple):
+            return [self._redact(item) for item in value]
+        if isinstance(value, Mapping):
+            return {key: self._redact(item) for key, item in value.items()}
+        if isinstance(value, BaseException):
+            return redact_text(str(value), self.secrets)
+        return value
+
+
+def configure(
+    level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream: Any = None
+) -> None:
+    """Configure structlog for the whole process; call once, at CLI start."""
+    stream = stream if stream is not None else sys.stderr
+    if fmt == "auto":
+        fmt = "console" if _isatty(stream) else "json"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=_isatty(stream) and "NO_COLOR" not in os.environ)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            Redactor(secrets),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def get_logger() -> Any:
+    return structlog.get_logger("entrypoint")

@@ -1,0 +1,83 @@
+"""The one redaction used by logs, errors and `explain`: no secret ever leaves.
+
+Two kinds of secrets: the userinfo of URLs (`scheme://user:password@host`) and
+the values of variables whose names say they are secret (PASSWORD, SECRET,
+TOKEN, KEY, CREDENTIAL, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+MASK = "***"
+
+SECRET_NAME = re.compile(
+    r"PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH|PRIVATE|SIGNATURE|SALT|COOKIE|SESSION",
+    re.IGNORECASE,
+)
+
+# scheme://userinfo@ : the userinfo runs to the LAST '@' before the path, so a
+# password holding '@', ':' or '/' is masked whole (urllib splits the same way).
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/?#]*@|[^\s?#]*@(?=[^\s@/?#]*(?:[/?#\s]|$)))"
+)
+_KEY_VALUE = re.compile(
+    r"(?P<key>\b[A-Za-z_][A-Za-z0-9_.\-]*(?:PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH)[A-Za-z0-9_\-]*)"
+    r"(?P<sep>\s*[=:]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&]+)",
+    re.IGNORECASE,
+)
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&][A-Za-z0-9_\-]*(?:pass|pwd|secret|token|key|auth)[A-Za-z0-9_\-]*=)(?P<value>[^&\s#]*)",
+    re.IGNORECASE,
+)
+
+
+def is_secret_name(name: str) -> bool:
+    return SECRET_NAME.search(name) is not None
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    userinfo = match.group("userinfo")[:-1]
+    user, sep, _password = userinfo.partition(":")
+    if not sep:
+        # A lone userinfo is a user name, except on HTTP where it is a token.
+        token = match.group("scheme").lower().startswith("http")
+        return f"{match.group('scheme')}{MASK}@" if token and user else match.group(0)
+    return f"{match.group('scheme')}{user}:{MASK}@"
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask URL passwords, `NAME=value` secrets, and any of `secrets` found in `text`."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = _URL_USERINFO.sub(_mask_userinfo, text)
+    text = _QUERY_SECRET.sub(lambda m: f"{m.group('key')}{MASK}", text)
+    return _KEY_VALUE.sub(lambda m: f"{m.group('key')}{m.group('sep')}{MASK}", text)
+
+
+def redact_url(url: str) -> str:
+    return redact_text(url)
+
+
+def redact_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A copy of `env` with secret-named values masked and URL passwords removed."""
+    return {
+        name: MASK if is_secret_name(name) and value else redact_text(value)
+        for name, value in env.items()
+    }
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """Every value in `env` that must never be shown: secret-named values and URL passwords."""
+    found: list[str] = []
+    for name, value in env.items():
+        if is_secret_name(name) and value:
+            found.append(value)
+        for match in _URL_USERINFO.finditer(value):
+            user, sep, password = match.group("userinfo")[:-1].partition(":")
+            if sep:
+                found.append(password)
+            elif match.group("scheme").lower().startswith("http"):
+                found.append(user)
+    return [s for s in found if len(s) >= 3]
