@@ -27,7 +27,8 @@ PENDING: list[int] = []
 # Variables that need full validation: when one is set, web mode takes the slow
 # path through settings (which reports a bad value with exit 78 in every mode).
 _VALIDATED = ("QUEUE_URL", "QUEUE_CONNECTION", "WEB_CMD")
-_FAST_OK = ("ENTRYPOINT_LOG_FORMAT", "ENTRYPOINT_LOG_LEVEL")
+# ENTRYPOINT_HEALTH_URL is only read by `health`, which reports a bad value itself.
+_FAST_OK = ("ENTRYPOINT_LOG_FORMAT", "ENTRYPOINT_LOG_LEVEL", "ENTRYPOINT_HEALTH_URL")
 _LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 
 
@@ -83,7 +84,6 @@ def exec_command(argv: list[str]) -> int:
     except OSError as exc:
         _error(f"cannot execute {argv[0]}: {exc.strerror}")
         return 126
-    return 0  # pragma: no cover - execvp does not return
 
 
 def _error(message: str) -> None:
@@ -135,7 +135,8 @@ def log_mode_selected(command: list[str], env: dict[str, str] | os._Environ[str]
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
     fmt = env.get("ENTRYPOINT_LOG_FORMAT", "auto")
     if fmt == "console" or (fmt == "auto" and sys.stderr.isatty()):
-        line = f"{stamp} [info     ] mode_selected                  action=exec command={command[0]} mode=web\n"
+        event = "mode_selected".ljust(30)
+        line = f"{stamp} [info     ] {event} action=exec command={command[0]} mode=web\n"
     else:
         line = (
             f'{{"mode": "web", "action": "exec", "command": {_json_string(command[0])}, '

@@ -8,7 +8,10 @@ TOKEN, KEY, CREDENTIAL, ...).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 MASK = "***"
 
@@ -23,7 +26,7 @@ _URL_USERINFO = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/?#]*@|[^\s?#]*@(?=[^\s@/?#]*(?:[/?#\s]|$)))"
 )
 _KEY_VALUE = re.compile(
-    r"(?P<key>\b[A-Za-z_][A-Za-z0-9_.\-]*(?:PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH)[A-Za-z0-9_\-]*)"
+    r"(?P<key>\b(?:[A-Za-z_][A-Za-z0-9_.\-]*)?(?:PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH)[A-Za-z0-9_\-]*)"
     r"(?P<sep>\s*[=:]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&]+)",
     re.IGNORECASE,
 )

@@ -7,6 +7,7 @@ and the wakeup fd, and lets other threads wake the loop too (`notify`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -32,7 +33,9 @@ def parse_signal(value: str) -> int:
         raise ValueError(f"no signal number {number}")
     name = text.removeprefix("SIG")
     try:
-        return int(getattr(signal, "SIG" + name)) if name not in SIGNAL_NAMES else SIGNAL_NAMES[name]
+        return (
+            int(getattr(signal, "SIG" + name)) if name not in SIGNAL_NAMES else SIGNAL_NAMES[name]
+        )
     except AttributeError:
         raise ValueError(f"unknown signal {value.strip()!r}") from None
 
@@ -86,10 +89,8 @@ class SignalInbox:
 
     def notify(self) -> None:
         """Wake `wait` from any thread."""
-        try:
+        with contextlib.suppress(BlockingIOError):  # full: `wait` wakes anyway
             os.write(self._notify_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full: `wait` will wake anyway
 
     def wait(self, timeout: float | None) -> None:
         """Block until a signal arrives, `notify` is called, or `timeout` seconds pass."""

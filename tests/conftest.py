@@ -2,20 +2,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own state file, and no ENTRYPOINT_/MODE leaks in from outside."""
     for name in list(os.environ):
         if name.startswith("ENTRYPOINT_") or name in ("MODE", "QUEUE_URL", "QUEUE_CONNECTION"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("ENTRYPOINT_STATE_FILE", str(tmp_path / "state.json"))
-    yield
 
 
 @pytest.fixture
