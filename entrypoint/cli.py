@@ -221,10 +221,14 @@ def _render_text(described: dict[str, Any]) -> str:
             f"reset after {restart['reset_after_s']:g} s up"
         )
         lines += [
-            (f"restart       at once after a clean exit past {restart['min_uptime_s']:g} s; "
-            f"else backoff {backoff}; {limit}"),
-            (f"stop          signal {stop['signal']} to the {stop['to']}, "
-            f"SIGKILL after {stop['timeout_s']:g} s"),
+            (
+                f"restart       at once after a clean exit past {restart['min_uptime_s']:g} s; "
+                f"else backoff {backoff}; {limit}"
+            ),
+            (
+                f"stop          signal {stop['signal']} to the {stop['to']}, "
+                f"SIGKILL after {stop['timeout_s']:g} s"
+            ),
             f"state file    {described['state_file']}",
         ]
         wait = described["wait"]

@@ -27,7 +27,7 @@ _URL_USERINFO = re.compile(
 )
 _KEY_VALUE = re.compile(
     r"(?P<key>\b(?:[A-Za-z_][A-Za-z0-9_.\-]*)?(?:PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL|AUTH)[A-Za-z0-9_\-]*)"
-    r"(?P<sep>\s*[=:]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&]+)",
+    r"(?P<sep>\s*[=:]\s*)(?P<value>\"[^\"]*\"|'[^']*'|\S+)",
     re.IGNORECASE,
 )
 _QUERY_SECRET = re.compile(
@@ -36,8 +36,12 @@ _QUERY_SECRET = re.compile(
 )
 
 
+# Names that match the pattern but hold nothing secret.
+NOT_SECRET = frozenset(("PWD", "OLDPWD", "ENTRYPOINT_LEASE_KEY", "GPG_KEY"))
+
+
 def is_secret_name(name: str) -> bool:
-    return SECRET_NAME.search(name) is not None
+    return name.upper() not in NOT_SECRET and SECRET_NAME.search(name) is not None
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:

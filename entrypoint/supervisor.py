@@ -18,6 +18,7 @@ import structlog
 
 from entrypoint import children
 from entrypoint.boot import STOP_SIGNALS
+from entrypoint.errors import UnavailableError
 from entrypoint.health import State, process_start, write_state
 from entrypoint.policy import Action, History, decide
 from entrypoint.signals import SignalInbox, signal_name
@@ -155,10 +156,10 @@ class Supervisor:
             if kill_at is not None and now >= kill_at:
                 self._escalate(pid)
                 kill_at = float("inf")
-            if self.leader and not lost:
-                lost_kill_at = self._keep_lease(now)
-                if lost_kill_at is not None:
-                    lost, kill_at = True, min(kill_at or lost_kill_at, lost_kill_at)
+            if self.leader and not self._renew(now):
+                lost = True
+                lost_kill_at = self._stop_for_lost_lease(pid, now)
+                kill_at = lost_kill_at if kill_at is None else min(kill_at, lost_kill_at)
             self.inbox.wait(self._timeout(now, kill_at))
             for signum in self._take_signals():
                 if signum in STOP_SIGNALS and not stop_signalled:
@@ -235,16 +236,20 @@ class Supervisor:
         return max(0.0, min(pending) - now)
 
     def _sleep(self, seconds: float) -> None:
-        """Sleep `seconds`, reaping orphans; raise Stopped at once on a stop signal."""
+        """Sleep `seconds`, reaping orphans and keeping the lease; raise Stopped on a stop.
+
+        A leader that loses its lease while it sleeps (in backoff) wakes at once,
+        to go back to standby rather than start a child it may no longer run.
+        """
         until = self.clock() + seconds
         while True:
             self._take_signals()
             if self.inbox.stop_requested:
                 raise Stopped
             now = self.clock()
-            if now >= until:
+            if now >= until or (self.leader and not self._renew(now)):
                 return
-            self.inbox.wait(until - now)
+            self.inbox.wait(self._timeout(now, until))
 
     # -- leader lease -------------------------------------------------------
 
@@ -272,6 +277,8 @@ class Supervisor:
                 acquired = self.lease.acquire()
                 error = None
             except LeaseUnavailable as exc:
+                if getattr(exc, "permanent", False):
+                    raise UnavailableError(f"leader lease at {self._lease_where}: {exc}") from None
                 acquired, error = False, str(exc)
             if acquired:
                 self.leader = True
@@ -288,19 +295,23 @@ class Supervisor:
             self._sleep(retry)
 
     @property
+    def _lease_where(self) -> str:
+        return str(getattr(self.lease, "where", "")) or self._lease_key
+
+    @property
     def _lease_key(self) -> str:
         return self.plan.lease.key if self.plan.lease else ""
 
-    def _keep_lease(self, now: float) -> float | None:
-        """Renew when due; on loss, start the child's stop and return the SIGKILL moment."""
+    def _renew(self, now: float) -> bool:
+        """Renew the lease when due (child running or not); False once leadership is lost."""
         from entrypoint.lease import LeaseUnavailable
 
         assert self.lease is not None
         if now < self._next_lease_check:
-            return None
+            return True
         ttl = self.lease.ttl
         try:
-            held = self.lease.renew()
+            held: bool | None = self.lease.renew()
             error = None
         except LeaseUnavailable as exc:
             held, error = None, str(exc)
@@ -308,20 +319,24 @@ class Supervisor:
             self._last_renewed = now
             self.lease_valid_until = now + ttl
             self._next_lease_check = now + ttl / 3
-            return None
+            return True
         if held is None and now < self._last_renewed + ttl - ttl / 3:
             # Unreachable for now: retry soon, while there is time left.
             self._next_lease_check = now + min(1.0, ttl / 6)
             self.log.warning("leader_renew_failed", key=self._lease_key, reason=error)
-            return None
+            return True
         self.leader = False
         self._next_lease_check = float("inf")
         reason = error if held is None else "the lease is held by another replica"
         self.log.warning("leader_lost", key=self._lease_key, reason=reason)
-        assert self.child is not None
+        return False
+
+    def _stop_for_lost_lease(self, pid: int, now: float) -> float:
+        """Stop the child at once; SIGKILL no later than just before the lease expires."""
+        assert self.lease is not None
         self._write("stopping", detail="leadership lost")
-        self._forward(self.child, signal.SIGTERM)
-        margin = min(1.0, ttl / 10)
+        self._forward(pid, signal.SIGTERM)  # translated to ENTRYPOINT_STOP_SIGNAL
+        margin = min(1.0, self.lease.ttl / 10)
         return min(now + self.plan.stop.timeout, max(now, self.lease_valid_until - margin))
 
     def _release_lease(self) -> None:

@@ -99,13 +99,14 @@ def main() -> int:
         signal.pause()
         if stopping and args.on_term != "ignore":
             if args.die_by:
-                signal.signal(args.die_by, signal.SIG_DFL)
+                if args.die_by != signal.SIGKILL:
+                    signal.signal(args.die_by, signal.SIG_DFL)
                 os.kill(os.getpid(), args.die_by)
             if args.on_term == "finish":
                 say("finishing job")
                 time.sleep(args.work)
                 say("job finished")
-            return args.exit_code
+            return int(args.exit_code)
 
 
 if __name__ == "__main__":

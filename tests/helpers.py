@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +41,8 @@ def base_env(**extra: str) -> dict[str, str]:
         and name not in ("MODE", "QUEUE_URL", "QUEUE_CONNECTION")
     }
     env["PYTHONPATH"] = str(ROOT)
+    # The venv's scripts (rq, entrypoint) first, as an activated venv would have them.
+    env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
     env["ENTRYPOINT_LOG_FORMAT"] = "json"
     env.update(extra)
     return env
@@ -135,9 +139,13 @@ class Running:
         return code
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+        """SIGKILL the process and every descendant (a killed supervisor leaves orphans)."""
+        for pid in [*descendants(self.proc.pid), self.proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(5)
+        for reader in self._readers:
+            reader.join(5)
 
     def __enter__(self) -> Running:
         return self
@@ -147,6 +155,25 @@ class Running:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream:
                 stream.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living descendant of `pid`, from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[-1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def entrypoint(*args: str, env: Mapping[str, str] | None = None, **popen: Any) -> Running:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ENTRYPOINT, base_env, run_entrypoint
+from tests.servers import missing
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -179,7 +180,7 @@ def test_version_and_help_everywhere() -> None:
 def test_python_dash_m_and_the_console_script_are_the_same() -> None:
     script = Path(sys.executable).with_name("entrypoint")
     if not script.exists():
-        pytest.skip("the console script is not installed next to this interpreter")
+        missing(f"the console script is not installed next to {sys.executable}")
     result = subprocess.run(
         [str(script), "--version"], capture_output=True, text=True, timeout=10, check=False
     )

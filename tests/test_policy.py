@@ -5,15 +5,25 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from entrypoint.policy import JITTER, Action, History, RestartPolicy, backoff_delay, decide
+from entrypoint.policy import (
+    JITTER,
+    Action,
+    Decision,
+    History,
+    RestartPolicy,
+    backoff_delay,
+    decide,
+)
 
 POLICY = RestartPolicy(
     min_uptime=10, backoff_initial=1, backoff_max=60, reset_after=60, max_restarts=0
 )
 
 
-def crash_loop(policy: RestartPolicy, count: int, *, uptime: float = 0.5, rand: float = 0.0):
-    history, now, decisions = History(), 0.0, []
+def crash_loop(
+    policy: RestartPolicy, count: int, *, uptime: float = 0.5, rand: float = 0.0
+) -> list[Decision]:
+    history, now, decisions = History(), 0.0, list[Decision]()
     for _ in range(count):
         now += uptime
         decision = decide(policy, history, exit_code=1, uptime=uptime, now=now, rand=rand)

@@ -1,0 +1,158 @@
+"""The compose stack under a real engine: scale-out, exactly once, a killed worker replaced."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.container.conftest import ROOT, http_json, inspect, logs, run, tool, wait_until
+
+pytestmark = pytest.mark.docker
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Stack:
+    compose: tuple[str, ...]
+    env: dict[str, str]
+    web: str
+
+    def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> str:
+        return run(*self.compose, *args, timeout=timeout, check=check, env=self.env).stdout
+
+    def containers(self, service: str) -> list[str]:
+        return self("ps", "-q", service).split()
+
+    def jobs(self) -> dict[str, dict[str, object]]:
+        return {job["id"]: job for job in http_json(f"{self.web}/jobs?limit=1000")}
+
+    def enqueue(self, count: int, seconds: float) -> list[str]:
+        created = http_json(f"{self.web}/jobs", {"count": count, "seconds": seconds}, timeout=10)
+        return [job["id"] for job in created]
+
+    def all_finished(self, ids: list[str]) -> dict[str, dict[str, object]] | None:
+        jobs = self.jobs()
+        if all(jobs.get(i, {}).get("status") == "finished" for i in ids):
+            return {i: jobs[i] for i in ids}
+        return None
+
+
+@pytest.fixture
+def make_stack(image: str) -> Iterator[Callable[..., Stack]]:
+    """Stacks with a project name of their own, free loopback ports, `down -v` at the end."""
+    made: list[Stack] = []
+
+    def make(*profiles: str, **env: str) -> Stack:
+        web_port = free_port()
+        full_env = {
+            **os.environ,
+            "ENTRYPOINT_IMAGE": image,
+            "WEB_PORT": str(web_port),
+            "REDIS_PORT": str(free_port()),
+            "POSTGRES_PORT": str(free_port()),
+            **env,
+        }
+        compose = [tool("docker-compose"), "-p", f"epd{uuid.uuid4().hex[:8]}"]
+        compose += ["-f", str(ROOT / "docker-compose.yaml")]
+        for profile in profiles:
+            compose += ["--profile", profile]
+        stack = Stack(tuple(compose), full_env, f"http://127.0.0.1:{web_port}")
+        made.append(stack)
+        return stack
+
+    try:
+        yield make
+    finally:
+        for stack in made:
+            stack("down", "-v", "--remove-orphans", "-t", "10", timeout=120, check=False)
+
+
+def test_scaled_workers_process_every_job_once_and_a_killed_worker_is_replaced(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack("app")
+    stack("up", "-d", "--no-build", "--wait", "--wait-timeout", "90", "--scale", "worker=3")
+    workers = stack.containers("worker")
+    assert len(workers) == 3
+    hostnames = {inspect(c, "{{.Config.Hostname}}"): c for c in workers}
+
+    ids = stack.enqueue(30, 0.3)
+    assert len(set(ids)) == 30
+    done = wait_until(lambda: stack.all_finished(ids), 60, "30 jobs to finish")
+    assert all(job["runs"] == 1 for job in done.values()), done
+    by = {str(job["worker"]).split("/")[0] for job in done.values()}
+    assert by <= set(hostnames), by
+    assert len(by) > 1, f"all 30 jobs went to one replica: {by}"
+
+    # A crash, as the kernel's OOM killer would do it: SIGKILL to the container's
+    # PID 1 (the entrypoint) from outside; the restart policy brings it back.
+    # (`docker kill` and `docker compose kill` mark a container as stopped by
+    # hand, and no restart policy restarts those.) Jobs enqueued while the
+    # replica is down and restarting are all processed, once each.
+    victim = workers[0]
+    pid = int(inspect(victim, "{{.State.Pid}}"))
+    assert pid > 1
+    os.kill(pid, 9)
+    wait_until(
+        lambda: inspect(victim, "{{.RestartCount}} {{.State.Pid}}") != f"0 {pid}",
+        30,
+        "the engine to see the worker die",
+    )
+    more = stack.enqueue(15, 0.3)
+    wait_until(
+        lambda: inspect(victim, "{{.RestartCount}} {{.State.Status}}") == "1 running",
+        60,
+        "the killed worker to be restarted",
+    )
+    wait_until(
+        lambda: inspect(victim, "{{.State.Health.Status}}") == "healthy",
+        60,
+        "the restarted worker to be healthy",
+    )
+    assert sorted(stack.containers("worker")) == sorted(workers)
+
+    done = wait_until(lambda: stack.all_finished(ids + more), 60, "all 45 jobs to finish")
+    lost = [i for i in ids + more if i not in done]
+    assert not lost
+    assert all(job["runs"] == 1 for job in done.values()), done
+    assert "worker_started" in logs(victim)
+
+
+def test_database_queue_variant_on_postgres_with_two_schedulers(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(
+        "app",
+        "postgres",
+        QUEUE_URL="postgresql://demo:demo@postgres:5432/demo",
+        DEMO_SCHEDULE_EVERY="1",
+    )
+    # No --scale for the workers: deploy.replicas (3) decides.
+    stack("up", "-d", "--no-build", "--wait", "--wait-timeout", "90", "--scale", "scheduler=2")
+    assert len(stack.containers("worker")) == 3
+    assert http_json(f"{stack.web}/healthz") == {"status": "ok", "queue": "postgresql"}
+
+    ids = stack.enqueue(20, 0.2)
+    done = wait_until(lambda: stack.all_finished(ids), 60, "20 jobs to finish")
+    assert all(job["runs"] == 1 for job in done.values()), done
+    assert len({str(job["worker"]).split("/")[0] for job in done.values()}) > 1
+
+    # Two scheduler replicas, both healthy: one holds the lease (an advisory
+    # lock in the same PostgreSQL) and ticks, the other stands by.
+    schedulers = stack.containers("scheduler")
+    assert len(schedulers) == 2
+    assert all(inspect(c, "{{.State.Health.Status}}") == "healthy" for c in schedulers)
+    ticking = [c for c in schedulers if "tick_enqueued" in logs(c)]
+    assert len(ticking) == 1, [logs(c)[-2000:] for c in schedulers]
+    assert sum("leader_acquired" in logs(c) for c in schedulers) == 1

@@ -1,0 +1,90 @@
+"""The entrypoint as PID 1 of a new PID namespace, as in a container (unshare)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers import CHILD, ENTRYPOINT, Running, base_env, descendants, sleep_until
+from tests.servers import missing
+
+ORPHANS = 50
+
+
+@pytest.fixture(scope="module")
+def unshare() -> list[str]:
+    argv = ["unshare", "--pid", "--fork", "--mount-proc"]
+    if shutil.which("unshare") is None:
+        missing("unshare (util-linux) is not installed")
+    probe = subprocess.run([*argv, "true"], capture_output=True, text=True, timeout=10, check=False)
+    if probe.returncode != 0:
+        missing(f"cannot make a PID namespace here: {probe.stderr.strip()}")
+    return argv
+
+
+def namespace_init(run: Running) -> int:
+    """The host pid of the namespace's PID 1: the child of `unshare --fork`."""
+    found: list[int] = sleep_until(lambda: descendants(run.pid)[:1], 5)
+    return found[0]
+
+
+def zombies_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_entrypoint_as_pid1_reaps_every_orphan(unshare: list[str]) -> None:
+    argv = [*unshare, *ENTRYPOINT, "run", "--", *CHILD, "--orphans", str(ORPHANS)]
+    with Running(argv, base_env(MODE="worker")) as run:
+        init = namespace_init(run)
+        run.wait_stdout(rf"^left {ORPHANS} orphans \(pid: 2\)")  # the child is PID 2
+        with open(f"/proc/{init}/cmdline") as handle:
+            assert "entrypoint" in handle.read()
+        time.sleep(0.3)  # the orphans live 0.2 s: now they have all exited
+        sleep_until(lambda: not zombies_of(init), 5)
+
+
+def test_control_a_pid1_that_never_waits_leaves_zombies(unshare: list[str]) -> None:
+    """Proves the check above can fail: `sh -c 'exec "$@"'` makes the worker PID 1."""
+    argv = [*unshare, "sh", "-c", 'exec "$@"', "sh", *CHILD, "--orphans", str(ORPHANS)]
+    with Running(argv, base_env()) as run:
+        init = namespace_init(run)
+        run.wait_stdout(rf"^left {ORPHANS} orphans \(pid: 1\)")
+        time.sleep(0.3)
+        sleep_until(lambda: len(zombies_of(init)) == ORPHANS, 5)
+
+
+def test_pid1_stops_its_child_on_term_and_exits_with_its_status(unshare: list[str]) -> None:
+    argv = [*unshare, *ENTRYPOINT, "run", "--", *CHILD, "--exit-code", "3"]
+    with Running(argv, base_env(MODE="worker")) as run:
+        init = namespace_init(run)
+        run.wait_stdout(r"^ready \(pid: 2\)")
+        os.kill(init, signal.SIGTERM)
+        run.wait_stdout(r"^signal SIGTERM \(pid: 2\)")
+        assert run.wait(10) == 3
+        assert run.events("stop_finished")[0]["exit_code"] == 3
+
+
+def test_pid1_term_during_a_slow_start_is_not_lost(unshare: list[str]) -> None:
+    """TERM while the entrypoint is still starting: as PID 1 nothing may be dropped."""
+    argv = [*unshare, *ENTRYPOINT, "run", "--", *CHILD]
+    with Running(argv, base_env(MODE="worker", ENTRYPOINT_WAIT_FOR="tcp://127.0.0.1:1")) as run:
+        init = namespace_init(run)
+        run.wait_event("dependency_waiting")
+        os.kill(init, signal.SIGTERM)
+        assert run.wait(5) == 128 + signal.SIGTERM
+        assert not run.events("child_started")
