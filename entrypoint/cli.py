@@ -293,7 +293,7 @@ def check(ctx: click.Context, /, cmd: tuple[str, ...], as_json: bool, **options:
         click.echo(f"configuration ok: mode {plan.mode} ({plan.run})")
         for warning in plan.warnings:
             click.echo(f"warning: {warning}")
-        click.echo(waiting.render_table(results) if results else "no dependencies to check")
+        click.echo(waiting.render_table(results))
     sys.exit(ExitCode.OK if all(r.ok for r in results) else ExitCode.UNAVAILABLE)
 
 

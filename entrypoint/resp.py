@@ -44,6 +44,14 @@ class RedisConnection:
         self._sock = sock
         self._file = sock.makefile("rb")
 
+    @classmethod
+    def from_socket(cls, sock: socket.socket) -> RedisConnection:
+        """A client over a socket the caller connected (and bounds) itself."""
+        connection = cls.__new__(cls)
+        connection._sock = sock
+        connection._file = sock.makefile("rb")
+        return connection
+
     def __enter__(self) -> RedisConnection:
         return self
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ENTRYPOINT, base_env, run_entrypoint
-from tests.servers import missing
+from tests.servers import missing, require_server
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -222,3 +222,41 @@ def test_exec_restores_signal_dispositions() -> None:
     ignored, blocked = (int(line.split()[1], 16) for line in result.stdout.splitlines())
     assert ignored & (1 << (signal.SIGPIPE - 1)) == 0
     assert blocked == 0
+
+
+def test_check_reports_each_dependency_and_exits_0_or_69() -> None:
+    require_server("redis")
+    env = base_env(MODE="worker", QUEUE_URL="redis://127.0.0.1:6379/0")
+    ok = run_entrypoint("check", "--json", env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["ok"] is True
+    assert report["dependencies"][0]["depth"] == "handshake"
+    env["ENTRYPOINT_WAIT_FOR"] = "tcp://127.0.0.1:1"
+    bad = run_entrypoint("check", env=env)
+    assert bad.returncode == 69
+    assert "127.0.0.1:1" in bad.stdout
+    assert "configuration ok: mode worker" in bad.stdout
+
+
+def test_check_with_a_wrong_password_is_69_and_shows_no_secret() -> None:
+    require_server("redis")
+    env = base_env(MODE="worker", QUEUE_URL="redis://nobody:hunter22@127.0.0.1:6379/0")
+    result = run_entrypoint("check", env=env)
+    assert result.returncode == 69
+    assert "WRONGPASS" in result.stdout
+    assert "hunter22" not in result.stdout + result.stderr
+
+
+def test_run_with_a_wrong_password_fails_at_once_with_69() -> None:
+    require_server("redis")
+    env = base_env(
+        MODE="worker",
+        QUEUE_URL="redis://nobody:hunter22@127.0.0.1:6379/0",
+        ENTRYPOINT_WAIT_TIMEOUT="30",
+    )
+    result = run_entrypoint("run", "--", "true", env=env, timeout=10)
+    assert result.returncode == 69
+    assert "WRONGPASS" in result.stderr
+    assert "hunter22" not in result.stderr
+    assert "child_started" not in result.stderr

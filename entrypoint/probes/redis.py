@@ -9,8 +9,6 @@ from entrypoint.probes._net import ProbeError, not_the_protocol, tls_context, ve
 from entrypoint.resp import RedisConnection, RedisProtocolError, RedisReplyError, Reply
 
 if TYPE_CHECKING:
-    import socket
-
     from entrypoint.deps import Dependency
     from entrypoint.probes._net import Attempt
 
@@ -20,21 +18,14 @@ PERMANENT_CODES = frozenset({"NOAUTH", "WRONGPASS", "NOPERM", "DENIED"})
 TRANSIENT_CODES = frozenset({"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"})
 
 
-class _ProbeConnection(RedisConnection):
-    """resp's client over a socket this attempt opened, so the attempt's watchdog
-    bounds every read (a reply dripping in byte by byte included)."""
-
-    def __init__(self, sock: socket.socket) -> None:  # no super().__init__: it would connect
-        self._sock = sock
-        self._file = sock.makefile("rb")
-
-
 def probe(dep: Dependency, attempt: Attempt) -> str:
     verify = verify_tls(dep.options)
     tls = tls_context(verify) if dep.scheme is Scheme.REDISS else None
     assert dep.port is not None
     sock = attempt.connect(dep.host, dep.port, tls=tls)
-    connection = _ProbeConnection(sock)
+    # Over the attempt's own socket, so its watchdog bounds every read (a reply
+    # dripping in byte by byte included).
+    connection = RedisConnection.from_socket(sock)
     try:
         if dep.password is not None:
             auth = (dep.username, dep.password) if dep.username else (dep.password,)
@@ -50,7 +41,7 @@ def probe(dep: Dependency, attempt: Attempt) -> str:
     return "PONG"
 
 
-def _command(connection: _ProbeConnection, attempt: Attempt, stage: str, *args: str) -> Reply:
+def _command(connection: RedisConnection, attempt: Attempt, stage: str, *args: str) -> Reply:
     attempt.step = f"waiting for the {stage} reply"
     connection.settimeout(attempt.left())
     try:
