@@ -148,6 +148,10 @@ def log_mode_selected(command: list[str], env: dict[str, str] | os._Environ[str]
 def main(argv: list[str] | None = None) -> int:
     install_early_handlers()
     args = sys.argv[1:] if argv is None else argv
+    if args == ["health"]:
+        from entrypoint.health import main as health_main
+
+        return health_main()
     command = fast_web_command(args, os.environ)
     if command is not None:
         log_mode_selected(command, os.environ)

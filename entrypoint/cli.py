@@ -304,7 +304,7 @@ def health(ctx: click.Context, /, **options: Any) -> None:
     """Exit 0 when healthy, 1 otherwise, with one line saying why (for HEALTHCHECK)."""
     from entrypoint.health import check_health
 
-    try:
+    try:  # the image's CMD is not known here: a placeholder stands for it
         healthy, why = check_health(_settings(ctx, options, ("true",)))
     except EntrypointError as exc:
         healthy, why = False, f"configuration invalid: {exc.message}"

@@ -140,3 +140,21 @@ def check_health(settings: Settings) -> tuple[bool, str]:
     except ProbeError as exc:
         return False, f"{plan.mode}: {plan.health.display} is not healthy: {exc}"
     return True, f"{plan.mode}: {plan.health.display} answered ({detail})"
+
+
+def main() -> int:
+    """`entrypoint health` without options: the HEALTHCHECK's path, kept off click."""
+    from entrypoint.errors import EntrypointError
+    from entrypoint.settings import load, read_config_file
+
+    env = dict(os.environ)
+    try:
+        config = env.get("ENTRYPOINT_CONFIG", "").strip() or None
+        file = read_config_file(config) if config else None
+        # The image's CMD is not known here: a placeholder stands for it.
+        settings = load(flags={}, env=env, file=file, file_path=config, command=("true",))
+        healthy, why = check_health(settings)
+    except EntrypointError as exc:
+        healthy, why = False, f"configuration invalid: {exc.message}"
+    print(why)
+    return 0 if healthy else 1
