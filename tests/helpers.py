@@ -32,6 +32,31 @@ def sleep_until(condition: Callable[[], Any], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Whether `condition()` became true within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def zombies_of(pid: int) -> list[int]:
+    """The zombie children of `pid`: exited, and not (yet) reaped by it."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 def base_env(**extra: str) -> dict[str, str]:
     """The test's environment without MODE/ENTRYPOINT_*/QUEUE_* from outside, plus `extra`."""
     env = {

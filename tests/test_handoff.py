@@ -10,16 +10,16 @@ import signal
 import subprocess
 import sys
 import termios
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
 from entrypoint.handoff import Compose, should_forward
+from tests.helpers import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from pathlib import Path
 
 FAKE_DOCKER = """\
@@ -152,15 +152,6 @@ def log_events(stderr: str) -> list[dict[str, object]]:
         except ValueError:
             continue
     return events
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.fixture

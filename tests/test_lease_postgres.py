@@ -13,11 +13,12 @@ import pytest
 
 from entrypoint.errors import ConfigError
 from entrypoint.lease import LeaseUnavailable, default_holder, open_lease
+from tests.helpers import wait_until
 from tests.servers import require_server
 from tests.tcp_proxy import TcpProxy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from entrypoint.lease.postgres import PostgresLease
 
@@ -80,15 +81,6 @@ def backend_pid(holder: PostgresLease) -> int:
     session = holder._session
     assert session is not None
     return session.backend_pid
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_three_holders_racing_exactly_one_acquires(pg: tuple[str, int], key: str) -> None:

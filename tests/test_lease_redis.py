@@ -16,11 +16,12 @@ from entrypoint.errors import ConfigError
 from entrypoint.lease import LeaseUnavailable, default_holder, open_lease
 from entrypoint.lease.redis import RedisLease, RedisTarget, parse_redis_url
 from entrypoint.resp import RedisConnection
+from tests.helpers import wait_until
 from tests.servers import missing, require_server
 from tests.tcp_proxy import TcpProxy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.server("redis")
@@ -78,15 +79,6 @@ def opened(url: str, key: str = "k") -> RedisLease:
 def raw(address: tuple[str, int], *args: str | int) -> object:
     with RedisConnection(*address, timeout=2) as conn:
         return conn.command(*args)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_three_holders_racing_exactly_one_acquires(redis: tuple[str, int], key: str) -> None:

@@ -10,7 +10,15 @@ import time
 
 import pytest
 
-from tests.helpers import CHILD, ENTRYPOINT, Running, base_env, descendants, sleep_until
+from tests.helpers import (
+    CHILD,
+    ENTRYPOINT,
+    Running,
+    base_env,
+    descendants,
+    sleep_until,
+    zombies_of,
+)
 from tests.servers import missing
 
 ORPHANS = 50
@@ -31,20 +39,6 @@ def namespace_init(run: Running) -> int:
     """The host pid of the namespace's PID 1: the child of `unshare --fork`."""
     found: list[int] = sleep_until(lambda: descendants(run.pid)[:1], 5)
     return found[0]
-
-
-def zombies_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[-1].split()
-            except OSError:
-                continue
-            if fields[0] == "Z" and int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def test_entrypoint_as_pid1_reaps_every_orphan(unshare: list[str]) -> None:

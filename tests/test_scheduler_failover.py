@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.servers import require_server
 from tests.tcp_proxy import TcpProxy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from pathlib import Path
 
 TTL = 3.0
@@ -235,15 +236,6 @@ def children_of(parents: set[int]) -> set[int]:
 def parent_of(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as stat:
         return int(stat.read().rsplit(")", 1)[1].split()[1])
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def report(figure: str, seconds: float) -> None:

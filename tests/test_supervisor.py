@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -11,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CHILD, Running, base_env, entrypoint, run_entrypoint, sleep_until
+from tests.helpers import (
+    CHILD,
+    Running,
+    base_env,
+    entrypoint,
+    run_entrypoint,
+    sleep_until,
+    zombies_of,
+)
 
 FORWARDED = (
     "TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "WINCH", "TTIN", "TTOU", "TSTP", "CONT", "ALRM",
@@ -301,18 +308,5 @@ def test_orphans_are_reaped_by_the_subreaper() -> None:
     with worker("--orphans", "20") as run:
         run.wait_stdout(r"^left 20 orphans")
 
-        def zombies() -> list[int]:
-            found = []
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    try:
-                        with open(f"/proc/{entry}/stat") as handle:
-                            fields = handle.read().rsplit(")", 1)[-1].split()
-                    except OSError:
-                        continue
-                    if fields[0] == "Z" and int(fields[1]) == run.pid:
-                        found.append(int(entry))
-            return found
-
         time.sleep(0.5)  # the orphans live 0.2 s; then they must be gone, not zombies
-        sleep_until(lambda: not zombies(), 5)
+        sleep_until(lambda: not zombies_of(run.pid), 5)
