@@ -310,3 +310,41 @@ def test_orphans_are_reaped_by_the_subreaper() -> None:
 
         time.sleep(0.5)  # the orphans live 0.2 s; then they must be gone, not zombies
         sleep_until(lambda: not zombies_of(run.pid), 5)
+
+
+def test_the_worker_starts_once_a_late_redis_answers(tmp_path: Path) -> None:
+    """Redis comes up 2 s after the entrypoint: it waits, then starts the worker."""
+    from tests.probe_helpers import free_port, require_binary
+
+    binary = require_binary("redis-server")
+    port = free_port()
+    env = base_env(
+        MODE="worker", QUEUE_URL=f"redis://127.0.0.1:{port}/0", ENTRYPOINT_WAIT_TIMEOUT="30"
+    )
+    with entrypoint("run", "--", *CHILD, env=env) as run:
+        run.wait_event("dependency_waiting")
+        time.sleep(2)  # the point of the test: the server starts late
+        server = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            ready = run.wait_event("dependency_ready", timeout=15)[0]
+            assert ready["detail"] == "PONG"
+            child_pid(run)
+            assert not run.events("dependency_failed")
+            run.signal(signal.SIGTERM)
+            assert run.wait() == 0
+        finally:
+            server.terminate()
+            server.wait(10)
