@@ -89,16 +89,15 @@ class Supervisor:
 
     def _run(self) -> int:
         self._take_signals()
-        self._write("starting", detail="waiting for dependencies")
-        if self.plan.wait and self.plan.dependencies and self._wait_for_dependencies:
-            ready = self._wait_for_dependencies(
-                self.plan.dependencies,
-                timeout=self.plan.wait_timeout,
-                probe_timeout=self.plan.probe_timeout,
-                inbox=self.inbox,
-            )
-            if not ready:
-                raise Stopped
+        wait = self._wait_for_dependencies if self.plan.wait and self.plan.dependencies else None
+        self._write("starting", detail="waiting for dependencies" if wait else "")
+        if wait is not None and not wait(
+            self.plan.dependencies,
+            timeout=self.plan.wait_timeout,
+            probe_timeout=self.plan.probe_timeout,
+            inbox=self.inbox,
+        ):
+            raise Stopped
         self._take_signals()
         while True:
             if self.lease is not None and not self.leader:
