@@ -85,6 +85,9 @@ def send(pid: int, signum: int, *, group: bool) -> bool:
         return False
     except PermissionError:
         return False
+    # Let the child run its handler before this process goes on (to log, say):
+    # on a busy machine it may be waiting for this very CPU.
+    os.sched_yield()
     return True
 
 

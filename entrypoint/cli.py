@@ -115,9 +115,7 @@ def run(ctx: click.Context, /, cmd: tuple[str, ...], **options: Any) -> None:
     plan = _plan(settings)
     _configure_logs(settings)
     logger = log.get_logger()
-    import structlog
-
-    structlog.contextvars.bind_contextvars(mode=plan.mode)
+    log.bind(mode=plan.mode)
     for warning in plan.warnings:
         logger.warning("queue_not_checked", reason=warning)
     if plan.run is Run.EXEC:

@@ -98,22 +98,16 @@ class SignalInbox:
             return
         if timeout is not None and timeout <= 0:
             return
-        self._selector.select(timeout)
-        self._drain_pipes()
+        for key, _events in self._selector.select(timeout):
+            # One read: a pipe with more left stays readable, and the next wait
+            # returns at once. The signals themselves are in boot.PENDING.
+            with contextlib.suppress(BlockingIOError):
+                os.read(key.fd, 4096)
 
     def take(self) -> list[int]:
         """The signals received since the last call, in order (SIGCHLD included)."""
-        self._drain_pipes()
         taken = boot.PENDING[:]
         del boot.PENDING[: len(taken)]
         if self._stop is None:
             self._stop = next((s for s in taken if s in boot.STOP_SIGNALS), None)
         return taken
-
-    def _drain_pipes(self) -> None:
-        for fd in (self._signal_r, self._notify_r):
-            try:
-                while os.read(fd, 4096):
-                    pass
-            except BlockingIOError:
-                pass

@@ -14,9 +14,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
-from entrypoint import children
+from entrypoint import children, log
 from entrypoint.boot import STOP_SIGNALS
 from entrypoint.errors import UnavailableError
 from entrypoint.health import State, process_start, write_state
@@ -53,7 +51,7 @@ class Supervisor:
         send: Callable[..., bool] = children.send,
         rand: Callable[[], float] = random.random,
         wait_for_dependencies: Callable[..., bool] | None = None,
-        log: Any = None,
+        logger: Any = None,
     ) -> None:
         self.plan = plan
         self.inbox = inbox
@@ -64,7 +62,7 @@ class Supervisor:
         self._send = send
         self._rand = rand
         self._wait_for_dependencies = wait_for_dependencies
-        self.log = log if log is not None else structlog.get_logger("entrypoint")
+        self.log = logger if logger is not None else log.get_logger()
         self.history = History()
         self.restarts = 0
         self.last_exit: int | None = None
@@ -142,7 +140,7 @@ class Supervisor:
         pid = self._spawn(self.plan.argv)
         self.child = pid
         self._started = self.clock()
-        structlog.contextvars.bind_contextvars(child_pid=pid)
+        log.bind(child_pid=pid)
         self.log.info("child_started", pid=pid, argv=list(self.plan.argv))
         self._write("running")
         kill_at: float | None = None  # set once a stop (signal or lost lease) is under way
@@ -171,7 +169,7 @@ class Supervisor:
         self._uptime = uptime
         self.child = None
         self.last_exit = code
-        structlog.contextvars.unbind_contextvars("child_pid")
+        log.unbind("child_pid")
         self.log.info("child_exited", pid=pid, exit_code=code, uptime_s=round(uptime, 3))
         return code, lost
 
