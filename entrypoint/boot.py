@@ -156,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     if command is not None:
         log_mode_selected(command, os.environ)
         return exec_command(command)
-    from entrypoint.cli import main as cli_main
+    try:
+        from entrypoint.cli import main as cli_main
 
-    return cli_main(args)
+        return cli_main(args)
+    except Exception as exc:  # noqa: BLE001 - the contract's promise: one line, never a traceback
+        from entrypoint.redact import redact_text, secret_values
+
+        text = redact_text(f"{type(exc).__name__}: {exc}", secret_values(os.environ))
+        _error(f"internal error: {text}")
+        return 70  # EX_SOFTWARE
