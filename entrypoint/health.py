@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from entrypoint.settings import Settings
 
-HEALTHY_STATES = ("running", "standby")
-
 
 @dataclass(frozen=True)
 class State:

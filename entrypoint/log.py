@@ -57,7 +57,6 @@ LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
-FORMATS = ("auto", "json", "console")
 
 
 class Redactor:

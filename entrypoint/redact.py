@@ -67,14 +67,6 @@ def redact_url(url: str) -> str:
     return redact_text(url)
 
 
-def redact_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `env` with secret-named values masked and URL passwords removed."""
-    return {
-        name: MASK if is_secret_name(name) and value else redact_text(value)
-        for name, value in env.items()
-    }
-
-
 def secret_values(env: Mapping[str, str]) -> list[str]:
     """Every value in `env` that must never be shown: secret-named values and URL passwords."""
     found: list[str] = []

@@ -251,9 +251,10 @@ class Settings:
     custom_cmd: tuple[str, ...] | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def valid_modes(self) -> tuple[str, ...]:
-        return BUILTIN_MODES + tuple(sorted(set(self.modes) - set(BUILTIN_MODES)))
+
+def valid_modes(modes: Mapping[str, ModeConfig]) -> tuple[str, ...]:
+    """The built-in modes, then the config file's own, by name."""
+    return BUILTIN_MODES + tuple(sorted(set(modes) - set(BUILTIN_MODES)))
 
 
 def normalize_mode(value: str | None) -> str:
@@ -356,7 +357,7 @@ def load(
 
     mode = normalize_mode(values["mode"])
     values["mode"] = mode
-    valid = BUILTIN_MODES + tuple(sorted(set(modes) - set(BUILTIN_MODES)))
+    valid = valid_modes(modes)
     custom_cmd = None
     if mode not in valid:
         label = sources["mode"] if sources["mode"] != "default" else "MODE"

@@ -255,10 +255,6 @@ class Supervisor:
     _started = 0.0
     _uptime = 0.0
 
-    def _lease_call_timeout(self) -> float:
-        assert self.lease is not None
-        return min(2.0, self.lease.ttl / 5)
-
     def _standby(self) -> None:
         """Wait for the lease; raise Stopped on a stop signal."""
         from entrypoint.lease import LeaseUnavailable

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entrypoint.cli import main_group
-from entrypoint.redact import MASK, redact_env, redact_text, secret_values
+from entrypoint.redact import MASK, is_secret_name, redact_text, secret_values
 
 # Secrets carry a marker that nothing else in the texts contains, so that
 # "the secret is absent" cannot be confused with a common substring.
@@ -41,9 +41,10 @@ def test_a_url_password_never_comes_out_encoded_or_raw(
                              "MY_CREDENTIALS", "REDIS_PASSWORD"]), value=SECRET)  # fmt: skip
 def test_secret_named_values_are_masked_and_listed(name: str, value: str) -> None:
     env = {name: value, "PWD": "/work/app", "HOME": "/root"}
-    assert redact_env(env)[name] == MASK
+    assert is_secret_name(name)
     assert value in secret_values(env)
-    assert redact_env(env)["PWD"] == "/work/app"
+    assert not is_secret_name("PWD")
+    assert "/work/app" not in secret_values(env)
     assert redact_text(f"{name}={value}") == f"{name}={MASK}"
 
 

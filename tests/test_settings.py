@@ -16,6 +16,7 @@ from entrypoint.settings import (
     parse_command,
     parse_seconds,
     read_config_file,
+    valid_modes,
 )
 
 
@@ -130,7 +131,7 @@ def test_custom_modes_from_the_file(tmp_path: Path) -> None:
     file = read_config_file(str(path))
     settings = load(flags={}, env={"MODE": "Horizon"}, file=file, file_path=str(path))
     assert settings.mode == "horizon"
-    assert settings.valid_modes == ("web", "worker", "scheduler", "horizon", "migrate")
+    assert valid_modes(settings.modes) == ("web", "worker", "scheduler", "horizon", "migrate")
     assert settings.modes["horizon"].overrides == {"stop_timeout": 90.0}
     assert settings.modes["migrate"].supervise is False
 
