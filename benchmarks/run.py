@@ -1000,7 +1000,7 @@ def policy_delays(crashes: int = 10) -> dict[str, Any]:
     None: no restart at all (supervisord's FATAL state).
     """
     sys.path.insert(0, str(ROOT))
-    from entrypoint.policy import History, RestartPolicy, decide
+    from entrypoint.plan.policy import History, RestartPolicy, decide
 
     def ours(rand: float) -> list[float]:
         policy, history, now, delays = RestartPolicy(), History(), 0.0, []

@@ -9,20 +9,11 @@ so that a `docker stop` right after `docker run` is never dropped by the kernel
 
 from __future__ import annotations
 
-import _signal
 import os
 import sys
 import time
 
-FORWARDED_NAMES = (
-    "TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "WINCH", "TTIN", "TTOU", "TSTP", "CONT", "ALRM",
-)  # fmt: skip
-FORWARDED: tuple[int, ...] = tuple(getattr(_signal, "SIG" + name) for name in FORWARDED_NAMES)
-STOP_SIGNALS: tuple[int, ...] = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT)
-
-# Signals received before the supervisor exists, in order. The handler only
-# appends (atomic under the GIL); the supervisor drains this same list later.
-PENDING: list[int] = []
+from entrypoint import sigstate
 
 # Variables that need full validation: when one is set, web mode takes the slow
 # path through settings (which reports a bad value with exit 78 in every mode).
@@ -32,33 +23,11 @@ _FAST_OK = ("ENTRYPOINT_LOG_FORMAT", "ENTRYPOINT_LOG_LEVEL", "ENTRYPOINT_HEALTH_
 _LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 
 
-def record_signal(signum: int, _frame: object) -> None:
-    PENDING.append(signum)
-
-
-def install_early_handlers() -> None:
-    for signum in FORWARDED:
-        _signal.signal(signum, record_signal)
-
-
-def restore_default_signals() -> None:
-    """Undo everything Python and the entrypoint changed, before exec or in a child.
-
-    exec resets caught signals to their default but keeps SIG_IGN and the mask:
-    Python ignores SIGPIPE and SIGXFSZ, and a blocked signal would stay blocked.
-    """
-    _signal.set_wakeup_fd(-1)
-    for signum in (*FORWARDED, _signal.SIGCHLD, _signal.SIGPIPE, _signal.SIGXFSZ):
-        _signal.signal(signum, _signal.SIG_DFL)
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-
-
 def stop_received() -> int | None:
-    """The first stop signal recorded so far, if any."""
-    for signum in PENDING:
-        if signum in STOP_SIGNALS:
-            return signum
-    return None
+    """The first stop signal recorded so far, if any (the exec path's one look)."""
+    taken = sigstate.take()
+    sigstate.put_back(taken)
+    return next((s for s in taken if s in sigstate.STOP_SIGNALS), None)
 
 
 def exec_command(argv: list[str]) -> int:
@@ -70,7 +39,7 @@ def exec_command(argv: list[str]) -> int:
     stop = stop_received()
     if stop is not None:
         return 128 + stop
-    restore_default_signals()
+    sigstate.restore_defaults()
     try:
         sys.stderr.flush()
         sys.stdout.flush()
@@ -146,10 +115,10 @@ def log_mode_selected(command: list[str], env: dict[str, str] | os._Environ[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    install_early_handlers()
+    sigstate.install()
     args = sys.argv[1:] if argv is None else argv
     if args == ["health"]:
-        from entrypoint.health import main as health_main
+        from entrypoint.runtime.state import main as health_main
 
         return health_main()
     command = fast_web_command(args, os.environ)
@@ -157,11 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         log_mode_selected(command, os.environ)
         return exec_command(command)
     try:
-        from entrypoint.cli import main as cli_main
+        from entrypoint.cli.main import main as cli_main
 
         return cli_main(args)
     except Exception as exc:  # noqa: BLE001 - the contract's promise: one line, never a traceback
-        from entrypoint.redact import redact_text, secret_values
+        from entrypoint.plan.redact import redact_text, secret_values
 
         text = redact_text(f"{type(exc).__name__}: {exc}", secret_values(os.environ))
         _error(f"internal error: {text}")

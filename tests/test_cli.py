@@ -262,24 +262,21 @@ def test_run_with_a_wrong_password_fails_at_once_with_69() -> None:
     assert "child_started" not in result.stderr
 
 
-def test_an_unexpected_error_is_one_line_without_secrets(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from entrypoint import boot, cli
-
-    def broken(_argv: object) -> int:
-        raise RuntimeError("cannot reach redis://u:hunter22@redis:6379")
-
-    monkeypatch.setattr(cli, "main", broken)
-    monkeypatch.setenv("ENTRYPOINT_STOP_TIMEOUT", "5")  # not the fast path
-    saved = {signum: signal.getsignal(signum) for signum in boot.FORWARDED}
-    try:  # boot.main installs its handlers; pytest-timeout needs SIGALRM back
-        assert boot.main(["run", "--", "true"]) == 70
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-        boot.PENDING.clear()
-    err = capsys.readouterr().err
+def test_an_unexpected_error_is_one_line_without_secrets() -> None:
+    script = (
+        "import sys, entrypoint.cli.main as cli\n"
+        "def broken(_argv):\n"
+        "    raise RuntimeError('cannot reach redis://u:hunter22@redis:6379')\n"
+        "cli.main = broken\n"
+        "from entrypoint import boot\n"
+        "sys.exit(boot.main(['run', '--', 'true']))\n"
+    )
+    env = base_env(ENTRYPOINT_STOP_TIMEOUT="5")  # not the fast path
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 70
+    err = result.stderr
     assert (
         err
         == "entrypoint: error: internal error: RuntimeError: cannot reach redis://u:***@redis:6379\n"

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from entrypoint import deps
-from entrypoint.deps import Dependency, Depth, Resolution, Scheme, parse_url, resolve
 from entrypoint.errors import ConfigError, ExitCode
+from entrypoint.plan import deps
+from entrypoint.plan.deps import Dependency, Depth, Resolution, Scheme, parse_url, resolve
 
 
 def problems_of(env: dict[str, str]) -> list[str]:

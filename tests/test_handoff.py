@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from entrypoint.handoff import Compose, should_forward
+from entrypoint.runtime.handoff import Compose, should_forward
 from tests.helpers import wait_until
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import pytest
 from entrypoint.errors import ConfigError
 from entrypoint.lease import LeaseUnavailable, default_holder, open_lease
 from entrypoint.lease.redis import RedisLease, RedisTarget, parse_redis_url
-from entrypoint.resp import RedisConnection
+from entrypoint.probes.resp import RedisConnection
 from tests.helpers import wait_until
 from tests.servers import missing, require_server
 from tests.tcp_proxy import TcpProxy

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from entrypoint.policy import (
+from entrypoint.plan.policy import (
     JITTER,
     Action,
     Decision,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.deps import Dependency, parse_url
 from entrypoint.errors import UnavailableError
+from entrypoint.plan.deps import Dependency, parse_url
 from entrypoint.probes import ProbeError, probe
 from entrypoint.probes.sqlserver import prelogin_packet
-from entrypoint.waiting import wait_for
+from entrypoint.runtime.waiting import wait_for
 from tests.probe_helpers import (
     FakeInbox,
     LoopbackServer,

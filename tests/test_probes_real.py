@@ -16,12 +16,12 @@ import pymysql
 import pytest
 from structlog.testing import capture_logs
 
-from entrypoint import deps
-from entrypoint.deps import Dependency, Depth, parse_url
 from entrypoint.errors import UnavailableError
+from entrypoint.plan import deps
+from entrypoint.plan.deps import Dependency, Depth, parse_url
 from entrypoint.probes import ProbeError, probe
-from entrypoint.resp import RedisConnection
-from entrypoint.waiting import check, wait_for
+from entrypoint.probes.resp import RedisConnection
+from entrypoint.runtime.waiting import check, wait_for
 from tests.probe_helpers import FakeInbox, accepts, free_port, process, require_binary, sleep_until
 from tests.servers import missing, require_server
 

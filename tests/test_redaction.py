@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entrypoint.cli import main_group
-from entrypoint.redact import MASK, is_secret_name, redact_text, secret_values
+from entrypoint.cli.main import main_group
+from entrypoint.plan.redact import MASK, is_secret_name, redact_text, secret_values
 
 # Secrets carry a marker that nothing else in the texts contains, so that
 # "the secret is absent" cannot be confused with a common substring.

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from entrypoint.errors import ConfigError, UsageError
-from entrypoint.settings import (
+from entrypoint.plan.settings import (
     Invalid,
     load,
     normalize_mode,

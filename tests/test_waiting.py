@@ -19,12 +19,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from entrypoint import deps as deps_module
-from entrypoint import probes, waiting
-from entrypoint.deps import Dependency, Depth, parse_url
+from entrypoint import probes
 from entrypoint.errors import ExitCode, UnavailableError
+from entrypoint.plan import deps as deps_module
+from entrypoint.plan.deps import Dependency, Depth, parse_url
 from entrypoint.probes import ProbeError
-from entrypoint.waiting import Backoff, CheckResult, check, render_table, wait_for
+from entrypoint.runtime import waiting
+from entrypoint.runtime.waiting import Backoff, CheckResult, check, render_table, wait_for
 from tests.probe_helpers import FakeInbox, LoopbackServer, closed_port, silent, sleep_until
 
 FAST = Backoff(initial=0.02, maximum=0.05, jitter=0.01)
@@ -395,9 +396,9 @@ PORT = closed_port()
 SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from entrypoint.deps import parse_url
-    from entrypoint.signals import SignalInbox
-    from entrypoint.waiting import wait_for
+    from entrypoint.plan.deps import parse_url
+    from entrypoint.runtime.signals import SignalInbox
+    from entrypoint.runtime.waiting import wait_for
     inbox = SignalInbox()
     dep = parse_url(sys.argv[1], "QUEUE_URL")
     print("waiting", flush=True)

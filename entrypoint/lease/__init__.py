@@ -22,7 +22,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from entrypoint.errors import ConfigError
-from entrypoint.redact import redact_url
+from entrypoint.plan.redact import redact_url
 
 REDIS_SCHEMES = ("redis", "rediss")
 POSTGRES_SCHEMES = ("postgresql", "postgres")

@@ -39,7 +39,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from entrypoint.errors import ConfigError
 from entrypoint.lease import LeaseUnavailable
-from entrypoint.redact import redact_text, redact_url
+from entrypoint.plan.redact import redact_text, redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable

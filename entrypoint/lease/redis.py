@@ -20,13 +20,13 @@ from urllib.parse import unquote, urlsplit
 
 from entrypoint.errors import ConfigError
 from entrypoint.lease import LeaseUnavailable
-from entrypoint.redact import redact_text, redact_url
-from entrypoint.resp import RedisConnection, RedisProtocolError, RedisReplyError
+from entrypoint.plan.redact import redact_text, redact_url
+from entrypoint.probes.resp import RedisConnection, RedisProtocolError, RedisReplyError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from entrypoint.resp import Reply
+    from entrypoint.probes.resp import Reply
 
 DEFAULT_PORT = 6379
 

@@ -14,12 +14,12 @@ import socket
 import ssl
 from typing import TYPE_CHECKING, Protocol
 
-from entrypoint.deps import Scheme
+from entrypoint.plan.deps import Scheme
+from entrypoint.plan.redact import redact_text
 from entrypoint.probes._net import Attempt, ProbeError
-from entrypoint.redact import redact_text
 
 if TYPE_CHECKING:
-    from entrypoint.deps import Dependency
+    from entrypoint.plan.deps import Dependency
 
 __all__ = ["ProbeError", "probe"]
 

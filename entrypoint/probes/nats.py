@@ -6,11 +6,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from entrypoint import __version__
-from entrypoint.deps import Depth
+from entrypoint.plan.deps import Depth
 from entrypoint.probes._net import ProbeError, Stream, not_the_protocol, tls_context, verify_tls
 
 if TYPE_CHECKING:
-    from entrypoint.deps import Dependency
+    from entrypoint.plan.deps import Dependency
     from entrypoint.probes._net import Attempt
 
 MAX_LINE = 1 << 16

@@ -8,10 +8,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import signal
 from typing import TYPE_CHECKING
 
-from entrypoint.boot import FORWARDED
+from entrypoint import sigstate
 from entrypoint.errors import CommandError, ExitCode
 
 if TYPE_CHECKING:
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 PR_SET_CHILD_SUBREAPER = 36
 # Reset in the child so that it starts as if the entrypoint were not there:
 # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals ignored.
-_DEFAULTED = frozenset((*FORWARDED, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ))
+_DEFAULTED = frozenset(sigstate.DEFAULTED)
 
 
 def spawn(argv: Sequence[str]) -> int:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from entrypoint.settings import Settings
+    from entrypoint.plan.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def supervised_health(path: str) -> tuple[bool, str]:
 def check_health(settings: Settings) -> tuple[bool, str]:
     """Supervised modes: the state file. Exec modes: ENTRYPOINT_HEALTH_URL, else the config."""
     from entrypoint.errors import EntrypointError
-    from entrypoint.modes import Run, build_plan, mode_spec
+    from entrypoint.plan.modes import Run, build_plan, mode_spec
 
     if mode_spec(settings).run is Run.SUPERVISE:
         return supervised_health(settings.state_file)
@@ -143,7 +143,7 @@ def check_health(settings: Settings) -> tuple[bool, str]:
 def main() -> int:
     """`entrypoint health` without options: the HEALTHCHECK's path, kept off click."""
     from entrypoint.errors import EntrypointError
-    from entrypoint.settings import load, read_config_file
+    from entrypoint.plan.settings import load, read_config_file
 
     env = dict(os.environ)
     try:

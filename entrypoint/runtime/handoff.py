@@ -24,12 +24,12 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from entrypoint import boot
-from entrypoint.children import exit_code
+from entrypoint import sigstate
 from entrypoint.errors import ExitCode, UsageError
-from entrypoint.log import get_logger
-from entrypoint.redact import redact_text
-from entrypoint.signals import signal_name
+from entrypoint.plan.redact import redact_text
+from entrypoint.runtime.children import exit_code
+from entrypoint.runtime.log import get_logger
+from entrypoint.runtime.signals import signal_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -238,9 +238,8 @@ class _HeldSignals:
         return self.signals
 
     def __exit__(self, *_exc: object) -> None:
-        for signum in _drain(self.signals):
-            if signum != signal.SIGCHLD:
-                boot.PENDING.append(signum)  # left for whoever runs next
+        left = [s for s in _drain(self.signals) if s != signal.SIGCHLD]
+        sigstate.put_back(left)  # for whoever runs next
         for signum, handler in self._handlers.items():
             signal.signal(signum, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
@@ -282,8 +281,7 @@ def _pending_stop(held: frozenset[int]) -> int | None:
 
 def _take_early_stop() -> int | None:
     """A stop signal recorded by the console script's early handlers, before the handoff began."""
-    taken = boot.PENDING[:]
-    del boot.PENDING[: len(taken)]
+    taken = sigstate.take()
     return next((s for s in taken if s in STOP_SIGNALS), None)
 
 

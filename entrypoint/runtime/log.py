@@ -47,7 +47,7 @@ _defer_asyncio()
 
 import structlog  # noqa: E402 - only once asyncio is deferred
 
-from entrypoint.redact import redact_text  # noqa: E402
+from entrypoint.plan.redact import redact_text  # noqa: E402
 
 LEVELS = {
     "debug": logging.DEBUG,

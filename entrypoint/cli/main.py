@@ -17,11 +17,11 @@ from click.core import ParameterSource
 
 from entrypoint import __version__
 from entrypoint.errors import EntrypointError, ExitCode
-from entrypoint.redact import redact_text, secret_values
-from entrypoint.settings import OPTIONS, Settings, load, read_config_file
+from entrypoint.plan.redact import redact_text, secret_values
+from entrypoint.plan.settings import OPTIONS, Settings, load, read_config_file
 
 if TYPE_CHECKING:
-    from entrypoint.modes import Plan
+    from entrypoint.plan.modes import Plan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,13 +56,13 @@ def _settings(ctx: click.Context, options: dict[str, Any], cmd: Sequence[str] = 
 
 
 def _plan(settings: Settings) -> Plan:
-    from entrypoint.modes import build_plan
+    from entrypoint.plan.modes import build_plan
 
     return build_plan(settings, dict(os.environ))
 
 
 def _configure_logs(settings: Settings) -> None:
-    from entrypoint import log
+    from entrypoint.runtime import log
 
     log.configure(settings.log_level, settings.log_format, secret_values(os.environ))
 
@@ -108,8 +108,9 @@ def run(ctx: click.Context, /, cmd: tuple[str, ...], **options: Any) -> None:
     CMD, passed through untouched. WEB_CMD, WORKER_CMD and SCHEDULER_CMD, when
     set, take the place of CMD in their mode.
     """
-    from entrypoint import boot, log
-    from entrypoint.modes import Run
+    from entrypoint import boot
+    from entrypoint.plan.modes import Run
+    from entrypoint.runtime import log
 
     settings = _settings(ctx, options, cmd)
     plan = _plan(settings)
@@ -126,15 +127,15 @@ def run(ctx: click.Context, /, cmd: tuple[str, ...], **options: Any) -> None:
 
 
 def _wait_for(*args: Any, **kwargs: Any) -> bool:
-    from entrypoint import waiting
+    from entrypoint.runtime import waiting
 
     return waiting.wait_for(*args, **kwargs)
 
 
 def _supervise(plan: Plan) -> int:
-    from entrypoint import children
-    from entrypoint.signals import SignalInbox
-    from entrypoint.supervisor import Supervisor
+    from entrypoint.runtime import children
+    from entrypoint.runtime.signals import SignalInbox
+    from entrypoint.runtime.supervisor import Supervisor
 
     inbox = SignalInbox()
     children.become_subreaper()
@@ -155,7 +156,7 @@ def _supervise(plan: Plan) -> int:
 
 def describe(plan: Plan) -> dict[str, Any]:
     """The plan as plain values, secrets redacted: what `explain` shows."""
-    from entrypoint.signals import signal_name
+    from entrypoint.runtime.signals import signal_name
 
     secrets = secret_values(os.environ)
     restart = plan.restart
@@ -270,7 +271,7 @@ def check(ctx: click.Context, /, cmd: tuple[str, ...], as_json: bool, **options:
 
     Exit 0 when all are ready, 69 when one is not, 78 when the configuration is wrong.
     """
-    from entrypoint import waiting
+    from entrypoint.runtime import waiting
 
     settings = _settings(ctx, options, cmd or ("true",))
     plan = _plan(settings)
@@ -300,7 +301,7 @@ def check(ctx: click.Context, /, cmd: tuple[str, ...], as_json: bool, **options:
 @click.pass_context
 def health(ctx: click.Context, /, **options: Any) -> None:
     """Exit 0 when healthy, 1 otherwise, with one line saying why (for HEALTHCHECK)."""
-    from entrypoint.health import check_health
+    from entrypoint.runtime.state import check_health
 
     try:  # the image's CMD is not known here: a placeholder stands for it
         healthy, why = check_health(_settings(ctx, options, ("true",)))
@@ -345,8 +346,8 @@ def handoff(
     The service is stopped only if it is running, and started again on any end
     of CMD (exit, error, Ctrl+C, TERM). Without docker, CMD runs anyway.
     """
-    from entrypoint import log
-    from entrypoint.handoff import run_handoff
+    from entrypoint.runtime import log
+    from entrypoint.runtime.handoff import run_handoff
 
     log.configure(
         os.environ.get("ENTRYPOINT_LOG_LEVEL", "info").strip().lower(),

@@ -10,11 +10,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from entrypoint.errors import ConfigError
-from entrypoint.policy import RestartPolicy
-from entrypoint.settings import BUILTIN_MODES, Settings, command_variable
+from entrypoint.plan.policy import RestartPolicy
+from entrypoint.plan.settings import BUILTIN_MODES, Settings, command_variable
 
 if TYPE_CHECKING:
-    from entrypoint.deps import Dependency
+    from entrypoint.plan.deps import Dependency
 
 
 class Run(StrEnum):
@@ -123,7 +123,7 @@ def effective(settings: Settings) -> dict[str, Any]:
 
 def build_plan(settings: Settings, env: dict[str, str] | None = None) -> Plan:
     """The plan for `settings`; ConfigError when the mode has no command or a bad URL."""
-    from entrypoint import deps
+    from entrypoint.plan import deps
 
     spec = mode_spec(settings)
     argv, source = _command(settings)

@@ -18,7 +18,7 @@ from enum import StrEnum
 from urllib.parse import parse_qsl, quote, unquote
 
 from entrypoint.errors import ConfigError
-from entrypoint.redact import MASK, redact_text
+from entrypoint.plan.redact import MASK, redact_text
 
 
 class Depth(StrEnum):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from entrypoint.errors import ConfigError, UsageError
-from entrypoint.redact import MASK, is_secret_name, redact_text
+from entrypoint.plan.redact import MASK, is_secret_name, redact_text
 
 BUILTIN_MODES = ("web", "worker", "scheduler")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -80,7 +80,7 @@ def parse_bool(value: object) -> bool:
 
 
 def parse_signal_option(value: object) -> int | None:
-    from entrypoint.signals import parse_signal
+    from entrypoint.runtime.signals import parse_signal
 
     text = str(value).strip()
     if not text:

@@ -14,18 +14,18 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from entrypoint import children, log
-from entrypoint.boot import STOP_SIGNALS
 from entrypoint.errors import UnavailableError
-from entrypoint.health import State, process_start, write_state
-from entrypoint.policy import Action, History, decide
-from entrypoint.signals import SignalInbox, signal_name
+from entrypoint.plan.policy import Action, History, decide
+from entrypoint.runtime import children, log
+from entrypoint.runtime.signals import SignalInbox, signal_name
+from entrypoint.runtime.state import State, process_start, write_state
+from entrypoint.sigstate import STOP_SIGNALS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from entrypoint.lease import Lease
-    from entrypoint.modes import Plan
+    from entrypoint.plan.modes import Plan
 
 # How often a standby replica tries to take the lease, at most: takeover after a
 # leader dies is bounded by the lease TTL plus this.

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import tenacity
 
-from entrypoint.deps import Depth, Scheme
 from entrypoint.errors import UnavailableError
-from entrypoint.log import get_logger
+from entrypoint.plan.deps import Depth, Scheme
+from entrypoint.plan.redact import redact_text
 from entrypoint.probes import ProbeError, probe
-from entrypoint.redact import redact_text
+from entrypoint.runtime.log import get_logger
 
 if TYPE_CHECKING:
-    from entrypoint.deps import Dependency
+    from entrypoint.plan.deps import Dependency
 
 # An attempt with less time than this left is not worth starting.
 MIN_ATTEMPT = 0.1
@@ -39,7 +39,7 @@ Probe = Callable[["Dependency", float], str]
 
 
 class Inbox(Protocol):
-    """What `wait_for` needs of entrypoint.signals.SignalInbox."""
+    """What `wait_for` needs of entrypoint.runtime.signals.SignalInbox."""
 
     def wait(self, timeout: float | None) -> None: ...
     def notify(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The command line: click commands, and the text and JSON they print."""

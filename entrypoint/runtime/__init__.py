@@ -1,0 +1,1 @@
+"""The OS-facing runtime: the supervisor loop and everything it drives."""
