@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from entrypoint.errors import ConfigError, ExitCode
 from entrypoint.plan import deps
-from entrypoint.plan.deps import Dependency, Depth, Resolution, Scheme, parse_url, resolve
+from entrypoint.plan.deps import Resolution, resolve
+from entrypoint.plan.urls import Dependency, Depth, Scheme, parse_url
 
 
 def problems_of(env: dict[str, str]) -> list[str]:

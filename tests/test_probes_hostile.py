@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.errors import UnavailableError
-from entrypoint.plan.deps import Dependency, parse_url
+from entrypoint.plan.urls import Dependency, parse_url
 from entrypoint.probes import ProbeError, probe
 from entrypoint.probes.sqlserver import prelogin_packet
 from entrypoint.runtime.waiting import wait_for

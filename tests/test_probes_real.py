@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from entrypoint.errors import UnavailableError
 from entrypoint.plan import deps
-from entrypoint.plan.deps import Dependency, Depth, parse_url
+from entrypoint.plan.urls import Dependency, Depth, parse_url
 from entrypoint.probes import ProbeError, probe
 from entrypoint.probes.resp import RedisConnection
 from entrypoint.runtime.waiting import check, wait_for

@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 from entrypoint import probes
 from entrypoint.errors import ExitCode, UnavailableError
 from entrypoint.plan import deps as deps_module
-from entrypoint.plan.deps import Dependency, Depth, parse_url
+from entrypoint.plan.urls import Dependency, Depth, parse_url
 from entrypoint.probes import ProbeError
 from entrypoint.runtime import waiting
 from entrypoint.runtime.waiting import Backoff, CheckResult, check, render_table, wait_for
@@ -396,7 +396,7 @@ PORT = closed_port()
 SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from entrypoint.plan.deps import parse_url
+    from entrypoint.plan.urls import parse_url
     from entrypoint.runtime.signals import SignalInbox
     from entrypoint.runtime.waiting import wait_for
     inbox = SignalInbox()

@@ -1,84 +1,34 @@
 """Which dependencies to wait for: the environment -> frozen values, nothing else.
 
-Pure: no socket, no file, no clock. `resolve` reads a mapping (the environment)
-and returns a `Resolution`, or raises `ConfigError` listing every problem, each
-naming its variable. No message ever quotes a password, a token, or a piece of
-a URL that could be one (a port or host misparsed out of an unencoded password).
+Pure: `resolve` reads a mapping (the environment) and returns a `Resolution`,
+or raises `ConfigError` listing every problem, each naming its variable:
+QUEUE_URL, else Laravel's QUEUE_CONNECTION (with REDIS_* and DB_*), then
+ENTRYPOINT_WAIT_FOR.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
-from urllib.parse import parse_qsl, quote, unquote
+from dataclasses import dataclass, replace
+from urllib.parse import quote
 
 from entrypoint.errors import ConfigError
-from entrypoint.plan.redact import MASK, redact_text
-
-
-class Depth(StrEnum):
-    """How far a probe goes: what "ready" proves about the dependency."""
-
-    CONNECT = "connect"  # a TCP connection is accepted
-    HANDSHAKE = "handshake"  # the server speaks its protocol
-    AUTHENTICATED = "authenticated"  # the server accepted our credentials (and database)
-    FILE = "file"  # a local file (SQLite)
-    HTTP = "http"  # an HTTP status below 500
-
-
-class Scheme(StrEnum):
-    REDIS = "redis"
-    REDISS = "rediss"
-    POSTGRESQL = "postgresql"
-    MYSQL = "mysql"
-    AMQP = "amqp"
-    AMQPS = "amqps"
-    NATS = "nats"
-    SQLITE = "sqlite"
-    TCP = "tcp"
-    HTTP = "http"
-    HTTPS = "https"
-    BEANSTALKD = "beanstalkd"
-    SQLSERVER = "sqlserver"
-
-
-SCHEME_ALIASES: dict[str, Scheme] = {
-    **{scheme.value: scheme for scheme in Scheme},
-    "postgres": Scheme.POSTGRESQL,
-    "pgsql": Scheme.POSTGRESQL,
-    "mariadb": Scheme.MYSQL,
-    "mysql2": Scheme.MYSQL,
-    "sqlite3": Scheme.SQLITE,
-    "beanstalk": Scheme.BEANSTALKD,
-    "mssql": Scheme.SQLSERVER,
-    "sqlsrv": Scheme.SQLSERVER,
-}
-
-DEFAULT_PORTS: dict[Scheme, int] = {
-    Scheme.REDIS: 6379,
-    Scheme.REDISS: 6379,
-    Scheme.POSTGRESQL: 5432,
-    Scheme.MYSQL: 3306,
-    Scheme.AMQP: 5672,
-    Scheme.AMQPS: 5671,
-    Scheme.NATS: 4222,
-    Scheme.HTTP: 80,
-    Scheme.HTTPS: 443,
-    Scheme.BEANSTALKD: 11300,
-    Scheme.SQLSERVER: 1433,
-}
-
-# Schemes whose lone userinfo (`nats://TOKEN@host`, `https://TOKEN@host`) is a secret.
-TOKEN_SCHEMES = frozenset({Scheme.NATS, Scheme.HTTP, Scheme.HTTPS})
-_HTTP_SCHEMES = frozenset({Scheme.HTTP, Scheme.HTTPS})
-_DATABASE_SCHEMES = frozenset({Scheme.POSTGRESQL, Scheme.MYSQL, Scheme.SQLSERVER})
+from entrypoint.plan.urls import (
+    _BARE_HOST_PORT,
+    _HOST_NAME,
+    _HTTP_SCHEMES,
+    _PORT,
+    DEFAULT_PORTS,
+    Dependency,
+    Scheme,
+    _is_ipv6,
+    parse_url,
+    sqlite_dependency,
+)
 
 QUEUE_CONNECTIONS = ("redis", "database", "sqs", "beanstalkd", "sync")
+LARAVEL_SQLITE_DEFAULT = "database/database.sqlite"
 DB_CONNECTIONS: dict[str, Scheme] = {
     "mysql": Scheme.MYSQL,
     "mariadb": Scheme.MYSQL,
@@ -86,116 +36,6 @@ DB_CONNECTIONS: dict[str, Scheme] = {
     "sqlite": Scheme.SQLITE,
     "sqlsrv": Scheme.SQLSERVER,
 }
-LARAVEL_SQLITE_DEFAULT = "database/database.sqlite"
-
-_SCHEME_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_.])?")
-_PORT = re.compile(r"[0-9]{1,5}")
-_BARE_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):[0-9]{1,5}")
-_EXAMPLE = "e.g. redis://redis:6379/0"
-
-
-@functools.cache
-def driver_available(module: str) -> bool:
-    """Whether an optional driver (psycopg, pymysql) can be imported; looked up once."""
-    return importlib.util.find_spec(module) is not None
-
-
-@dataclass(frozen=True, repr=False)
-class Dependency:
-    """One thing to wait for. `url` and `password` are never printed: use `display`."""
-
-    source: str
-    url: str = field(repr=False)
-    scheme: Scheme
-    host: str
-    port: int | None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    database: str | None = None  # db name, Redis db number, AMQP vhost, SQLite path
-    path: str = "/"  # HTTP request target (path and query)
-    options: tuple[tuple[str, str], ...] = ()  # query parameters, decoded
-
-    def __repr__(self) -> str:
-        return f"Dependency(source={self.source!r}, display={self.display!r})"
-
-    def option(self, name: str, default: str | None = None) -> str | None:
-        for key, value in self.options:
-            if key == name:
-                return value
-        return default
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The values that must never be shown (masked wherever they appear)."""
-        found = [self.password or ""]
-        if self.scheme in TOKEN_SCHEMES and self.password is None:
-            found.append(self.username or "")
-        return tuple(s for s in found if len(s) >= 3)
-
-    @property
-    def display(self) -> str:
-        """The URL with its secrets masked: safe in logs, errors and `explain`."""
-        if self.scheme is Scheme.SQLITE:
-            path = self.database or ""
-            text = f"sqlite://{path}" if path.startswith("/") else f"sqlite:{path}"
-            return redact_text(text, self.secrets)
-        userinfo = ""
-        if self.password is not None:
-            userinfo = f"{quote(self.username or '', safe='')}:{MASK}@"
-        elif self.username is not None:
-            token = self.scheme in TOKEN_SCHEMES
-            userinfo = f"{MASK}@" if token else f"{quote(self.username, safe='')}@"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        port = f":{self.port}" if self.port is not None else ""
-        tail = ""
-        if self.scheme in _HTTP_SCHEMES:
-            tail = self.path
-        elif self.scheme in (Scheme.AMQP, Scheme.AMQPS):
-            tail = "" if self.database in (None, "/") else "/" + quote(self.database, safe="")
-        elif self.database is not None:
-            tail = "/" + quote(self.database, safe="")
-        return redact_text(f"{self.scheme}://{userinfo}{host}{port}{tail}", self.secrets)
-
-    def to_json(self) -> dict[str, object]:
-        """What `explain --json` shows: no user name (it may be a token), no password."""
-        return {
-            "source": self.source,
-            "dependency": self.display,
-            "scheme": str(self.scheme),
-            "host": self.host or None,
-            "port": self.port,
-            "database": self.database,
-            "depth": str(self.depth),
-            "credentials": self.username is not None or self.password is not None,
-        }
-
-    @property
-    def depth(self) -> Depth:
-        """The depth this dependency gets, given its credentials and the drivers installed."""
-        scheme = self.scheme
-        if scheme is Scheme.SQLITE:
-            return Depth.FILE
-        if scheme in _HTTP_SCHEMES:
-            return Depth.HTTP
-        if scheme is Scheme.TCP:
-            return Depth.CONNECT
-        if scheme in (Scheme.REDIS, Scheme.REDISS):
-            authenticated = self.password is not None
-        elif scheme is Scheme.POSTGRESQL:
-            authenticated = self.password is not None and driver_available("psycopg")
-        elif scheme is Scheme.MYSQL:
-            # A user name alone is a credential too (an empty password is common in
-            # development), and only a login can tell an unknown database.
-            credentials = self.username is not None or self.password is not None
-            authenticated = credentials and driver_available("pymysql")
-        elif scheme in (Scheme.AMQP, Scheme.AMQPS):
-            authenticated = self.username is not None
-        elif scheme is Scheme.NATS:
-            authenticated = self.username is not None or self.password is not None
-        else:
-            authenticated = False
-        return Depth.AUTHENTICATED if authenticated else Depth.HANDSHAKE
 
 
 @dataclass(frozen=True)
@@ -232,173 +72,6 @@ def resolve(env: Mapping[str, str]) -> Resolution:
     if problems:
         raise ConfigError(problems)
     return Resolution(queue=queue, extra=tuple(extra), warnings=tuple(warnings))
-
-
-def parse_url(value: str, source: str) -> Dependency:
-    """One URL -> Dependency; ConfigError naming `source` and what is wrong, never the secret."""
-    text = value.strip()
-    match = _SCHEME_PREFIX.match(text)
-    if match is None:
-        raise ConfigError(f"{source}: not a URL: expected scheme://host[:port]/..., {_EXAMPLE}")
-    written = match.group(1).lower()
-    scheme = SCHEME_ALIASES.get(written)
-    if scheme is None:
-        known = ", ".join(s.value for s in Scheme)
-        shown = f" {written!r}" if len(written) <= 20 else ""
-        raise ConfigError(f"{source}: unknown scheme{shown}: expected one of {known}")
-    rest = text[match.end() :]
-    if scheme is Scheme.SQLITE:
-        return _parse_sqlite(text, rest, source)
-    if not rest.startswith("//"):
-        raise ConfigError(f"{source}: expected {written}://host[:port]..., {_EXAMPLE}")
-    userinfo, hostport, tail = _split_authority(rest[2:], scheme)
-    username, password = _split_userinfo(userinfo)
-    host, port = _parse_host_port(hostport, scheme, source)
-    path_query = tail.partition("#")[0]
-    path, _, query = path_query.partition("?")
-    options = tuple(parse_qsl(query, keep_blank_values=True))
-    database: str | None = None
-    request = "/"
-    if scheme in (Scheme.REDIS, Scheme.REDISS):
-        number = path.strip("/")
-        if number and not (number.isascii() and number.isdigit()):
-            raise ConfigError(f"{source}: the Redis database (the path /N) must be a number")
-        database = number or None
-    elif scheme in _DATABASE_SCHEMES:
-        database = unquote(path[1:]) or None
-    elif scheme in (Scheme.AMQP, Scheme.AMQPS):
-        database = unquote(path[1:]) if len(path) > 1 else "/"
-    elif scheme in _HTTP_SCHEMES:
-        request = (path or "/") + (f"?{query}" if query else "")
-    return Dependency(
-        source=source,
-        url=text,
-        scheme=scheme,
-        host=host,
-        port=port,
-        username=username,
-        password=password,
-        database=database,
-        path=request,
-        options=options,
-    )
-
-
-def _split_authority(rest: str, scheme: Scheme) -> tuple[str | None, str, str]:
-    """(userinfo, host[:port], path...) of what follows `scheme://`.
-
-    A password may hold an unencoded '@', '/', '?' or '#': the userinfo then runs
-    to the last '@'. Paths of these schemes never hold an '@'; HTTP paths may, so
-    there the standard split wins whenever it yields a valid host.
-    """
-    end = _first_of(rest, "/?#")
-    authority = rest[:end]
-    if scheme in _HTTP_SCHEMES:
-        userinfo, at, hostport = authority.rpartition("@")
-        if _plausible_host_port(hostport) or "@" not in rest:
-            return (userinfo if at else None), hostport, rest[end:]
-    at_index = rest.rfind("@")
-    if at_index < 0:
-        return None, authority, rest[end:]
-    after = rest[at_index + 1 :]
-    cut = _first_of(after, "/?#")
-    return rest[:at_index], after[:cut], after[cut:]
-
-
-def _first_of(text: str, chars: str) -> int:
-    return min((i for i in (text.find(c) for c in chars) if i >= 0), default=len(text))
-
-
-def _plausible_host_port(hostport: str) -> bool:
-    if hostport.startswith("["):
-        return "]" in hostport
-    host, _, port = hostport.partition(":")
-    if _HOST_NAME.fullmatch(host) is None:
-        return False
-    return not port or _PORT.fullmatch(port) is not None
-
-
-def _split_userinfo(userinfo: str | None) -> tuple[str | None, str | None]:
-    if userinfo is None:
-        return None, None
-    user, sep, password = userinfo.partition(":")
-    return (unquote(user) or None), (unquote(password) if sep and password else None)
-
-
-def _parse_host_port(hostport: str, scheme: Scheme, source: str) -> tuple[str, int]:
-    if hostport.startswith("["):
-        close = hostport.find("]")
-        host = hostport[1:close] if close > 0 else ""
-        after = hostport[close + 1 :] if close > 0 else ""
-        if close < 0 or (after and not after.startswith(":")) or not _is_ipv6(host):
-            raise ConfigError(f"{source}: the host is not a valid IPv6 address in brackets")
-        port_text = after[1:] if after else ""
-    else:
-        host, _, port_text = hostport.partition(":")
-        if ":" in port_text:
-            raise ConfigError(f"{source}: write an IPv6 host in brackets, e.g. [::1]:6379")
-        if not host:
-            raise ConfigError(f"{source}: no host: expected {scheme}://host[:port]..., {_EXAMPLE}")
-        if not host.isascii() or _HOST_NAME.fullmatch(host) is None:
-            raise ConfigError(f"{source}: the host is not a valid host name or address")
-    if not port_text:
-        default = DEFAULT_PORTS.get(scheme)
-        if default is None:
-            raise ConfigError(f"{source}: a {scheme} URL needs a port, e.g. {scheme}://db:5432")
-        return host, default
-    if _PORT.fullmatch(port_text) is None:
-        raise ConfigError(f"{source}: the port is not a number (expected 1..65535)")
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{source}: the port is outside 1..65535")
-    return host, port
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _parse_sqlite(text: str, rest: str, source: str) -> Dependency:
-    """`sqlite:///abs/path` (also `sqlite:////abs/path`) or `sqlite:relative/path`."""
-    rest = rest.partition("#")[0]
-    rest, _, query = rest.partition("?")
-    if rest.startswith("//"):
-        authority_end = rest.find("/", 2)
-        authority = rest[2:] if authority_end < 0 else rest[2:authority_end]
-        if authority not in ("", "localhost"):
-            raise ConfigError(
-                f"{source}: a sqlite URL has no host: write sqlite:///absolute/path "
-                "or sqlite:relative/path"
-            )
-        path = "" if authority_end < 0 else "/" + rest[authority_end:].lstrip("/")
-    else:
-        path = rest
-    path = unquote(path)
-    if not path or path.strip("/") in ("", ":memory:"):
-        raise ConfigError(
-            f"{source}: a sqlite URL needs a file path, e.g. sqlite:///var/lib/app/queue.sqlite"
-        )
-    return Dependency(
-        source=source,
-        url=text,
-        scheme=Scheme.SQLITE,
-        host="",
-        port=None,
-        database=path,
-        options=tuple(parse_qsl(query, keep_blank_values=True)),
-    )
-
-
-def sqlite_dependency(path: str, source: str) -> Dependency:
-    """A SQLite file as a dependency (absolute, or relative to the working directory)."""
-    url = f"sqlite://{quote(path)}" if path.startswith("/") else f"sqlite:{quote(path)}"
-    return Dependency(
-        source=source, url=url, scheme=Scheme.SQLITE, host="", port=None, database=path
-    )
 
 
 # -- helpers over the environment ------------------------------------------------

@@ -14,7 +14,7 @@ from entrypoint.plan.policy import RestartPolicy
 from entrypoint.plan.settings import BUILTIN_MODES, Settings, command_variable
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
 
 
 class Run(StrEnum):
@@ -124,6 +124,7 @@ def effective(settings: Settings) -> dict[str, Any]:
 def build_plan(settings: Settings, env: dict[str, str] | None = None) -> Plan:
     """The plan for `settings`; ConfigError when the mode has no command or a bad URL."""
     from entrypoint.plan import deps
+    from entrypoint.plan.urls import parse_url
 
     spec = mode_spec(settings)
     argv, source = _command(settings)
@@ -134,7 +135,7 @@ def build_plan(settings: Settings, env: dict[str, str] | None = None) -> Plan:
     else:
         resolve_env.pop("ENTRYPOINT_WAIT_FOR", None)
     problems: list[str] = []
-    dependencies: tuple[deps.Dependency, ...] = ()
+    dependencies: tuple[Dependency, ...] = ()
     warnings: tuple[str, ...] = ()
     queue_url: str | None = None
     try:
@@ -146,7 +147,7 @@ def build_plan(settings: Settings, env: dict[str, str] | None = None) -> Plan:
     health = None
     if values["health_url"]:
         try:
-            health = deps.parse_url(values["health_url"], "ENTRYPOINT_HEALTH_URL")
+            health = parse_url(values["health_url"], "ENTRYPOINT_HEALTH_URL")
         except ConfigError as exc:
             problems.extend(exc.problems)
     lease = None

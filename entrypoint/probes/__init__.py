@@ -14,12 +14,12 @@ import socket
 import ssl
 from typing import TYPE_CHECKING, Protocol
 
-from entrypoint.plan.deps import Scheme
 from entrypoint.plan.redact import redact_text
+from entrypoint.plan.urls import Scheme
 from entrypoint.probes._net import Attempt, ProbeError
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
 
 __all__ = ["ProbeError", "probe"]
 

@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from entrypoint import __version__
-from entrypoint.plan.deps import Depth, Scheme
+from entrypoint.plan.urls import Depth, Scheme
 from entrypoint.probes._net import ProbeError, Stream, not_the_protocol, tls_context, verify_tls
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
     from entrypoint.probes._net import Attempt
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"

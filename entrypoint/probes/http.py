@@ -7,11 +7,11 @@ import re
 from typing import TYPE_CHECKING
 
 from entrypoint import __version__
-from entrypoint.plan.deps import DEFAULT_PORTS, Scheme
+from entrypoint.plan.urls import DEFAULT_PORTS, Scheme
 from entrypoint.probes._net import ProbeError, Stream, not_the_protocol, tls_context, verify_tls
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
     from entrypoint.probes._net import Attempt
 
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9]{2})(?: (.*))?")

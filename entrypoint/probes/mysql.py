@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from entrypoint.plan.deps import Depth
+from entrypoint.plan.urls import Depth
 from entrypoint.probes._net import ProbeError, Stream, not_the_protocol
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
     from entrypoint.probes._net import Attempt
 
 MAX_GREETING = 1 << 16

@@ -6,11 +6,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from entrypoint import __version__
-from entrypoint.plan.deps import Depth
+from entrypoint.plan.urls import Depth
 from entrypoint.probes._net import ProbeError, Stream, not_the_protocol, tls_context, verify_tls
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
     from entrypoint.probes._net import Attempt
 
 MAX_LINE = 1 << 16

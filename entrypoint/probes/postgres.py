@@ -12,11 +12,11 @@ import math
 import struct
 from typing import TYPE_CHECKING
 
-from entrypoint.plan.deps import Depth
+from entrypoint.plan.urls import Depth
 from entrypoint.probes._net import ProbeError, Stream, not_the_protocol, tls_context
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
     from entrypoint.probes._net import Attempt
 
 PROTOCOL_3_0 = 196608

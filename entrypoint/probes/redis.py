@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from entrypoint.plan.deps import Scheme
+from entrypoint.plan.urls import Scheme
 from entrypoint.probes._net import ProbeError, not_the_protocol, tls_context, verify_tls
 from entrypoint.probes.resp import RedisConnection, RedisProtocolError, RedisReplyError, Reply
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
     from entrypoint.probes._net import Attempt
 
 # Replies that no retry can change: credentials, permissions, protected mode.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from entrypoint.probes._net import ProbeError, preview
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
     from entrypoint.probes._net import Attempt
 
 HEADER = b"SQLite format 3\x00"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from entrypoint.probes._net import Stream, not_the_protocol
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
     from entrypoint.probes._net import Attempt
 
 PRELOGIN, TABULAR_RESULT = 0x12, 0x04

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
     from entrypoint.probes._net import Attempt
 
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Protocol
 import tenacity
 
 from entrypoint.errors import UnavailableError
-from entrypoint.plan.deps import Depth, Scheme
 from entrypoint.plan.redact import redact_text
+from entrypoint.plan.urls import Depth, Scheme
 from entrypoint.probes import ProbeError, probe
 from entrypoint.runtime.log import get_logger
 
 if TYPE_CHECKING:
-    from entrypoint.plan.deps import Dependency
+    from entrypoint.plan.urls import Dependency
 
 # An attempt with less time than this left is not worth starting.
 MIN_ATTEMPT = 0.1
