@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from entrypoint.errors import ConfigError, ExitCode
-from entrypoint.plan import deps
+from entrypoint.plan import deps, urls
 from entrypoint.plan.deps import Resolution, resolve
 from entrypoint.plan.urls import Dependency, Depth, Scheme, parse_url
 
@@ -181,7 +181,7 @@ def test_depth_per_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
     assert depth("tcp://db:1") is Depth.CONNECT
     assert depth("https://web") is Depth.HTTP
     assert depth("sqlsrv://db") is Depth.HANDSHAKE
-    monkeypatch.setattr(deps, "driver_available", lambda _name: False)
+    monkeypatch.setattr(urls, "driver_available", lambda _name: False)
     assert depth("postgresql://app:pw@db/app") is Depth.HANDSHAKE
     assert depth("mysql://root:pw@db/app") is Depth.HANDSHAKE
 

@@ -17,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from entrypoint.errors import UnavailableError
-from entrypoint.plan import deps
+from entrypoint.plan import urls
 from entrypoint.plan.urls import Dependency, Depth, parse_url
 from entrypoint.probes import ProbeError, probe
 from entrypoint.probes.resp import RedisConnection
@@ -247,7 +247,7 @@ def test_postgres_asking_for_a_password_is_up_at_handshake_depth(
 ) -> None:
     dep, detail = ready(f"postgresql://postgres@127.0.0.1:{private_postgres}/postgres")
     assert (dep.depth, detail) == (Depth.HANDSHAKE, "PostgreSQL up (asks for SASL (SCRAM))")
-    monkeypatch.setattr(deps, "driver_available", lambda _name: False)  # psycopg absent
+    monkeypatch.setattr(urls, "driver_available", lambda _name: False)  # psycopg absent
     dep, detail = ready(f"postgresql://postgres:wrong@127.0.0.1:{private_postgres}/postgres")
     assert (dep.depth, detail) == (Depth.HANDSHAKE, "PostgreSQL up (asks for SASL (SCRAM))")
 

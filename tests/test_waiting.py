@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 from entrypoint import probes
 from entrypoint.errors import ExitCode, UnavailableError
 from entrypoint.plan import deps as deps_module
+from entrypoint.plan import urls as urls_module
 from entrypoint.plan.urls import Dependency, Depth, parse_url
 from entrypoint.probes import ProbeError
 from entrypoint.runtime import waiting
@@ -362,7 +363,7 @@ def test_check_result_depth_is_the_dependency_depth() -> None:
 # -- no secret anywhere ---------------------------------------------------------------------
 
 VOCABULARY = (
-    "".join(inspect.getsource(m) for m in (waiting, deps_module, probes, probes._net))
+    "".join(inspect.getsource(m) for m in (waiting, deps_module, urls_module, probes, probes._net))
     + "127.0.0.1 localhost"
 )
 
