@@ -968,7 +968,7 @@ def bench_cli(peers: Peers, sizes: Sizes, tmp: Path) -> dict[str, Any]:
     launcher = [peers.python, "-I", "-S", str(tmp / "launcher.py")]
     commands = {
         "entrypoint health": [peers.entrypoint, "health"],
-        "entrypoint check": [peers.entrypoint, "check"],
+        "entrypoint check": [peers.entrypoint, "check", "--", "rq", "worker"],
         PY: [peers.python, "-c", "pass"],
         "true (floor of the RSS figure)": [shutil.which("true") or "/bin/true"],
     }
@@ -1000,10 +1000,14 @@ def policy_delays(crashes: int = 10) -> dict[str, Any]:
     None: no restart at all (supervisord's FATAL state).
     """
     sys.path.insert(0, str(ROOT))
-    from entrypoint.plan.policy import History, RestartPolicy, decide
+    from entrypoint.plan.modes import SupervisePlan, default_plan
+    from entrypoint.plan.policy import History, decide
+
+    plan = default_plan()
+    assert isinstance(plan, SupervisePlan)
 
     def ours(rand: float) -> list[float]:
-        policy, history, now, delays = RestartPolicy(), History(), 0.0, []
+        policy, history, now, delays = plan.restart, History(), 0.0, []
         for _ in range(crashes):
             decision = decide(policy, history, exit_code=1, uptime=0.1, now=now, rand=rand)
             history = decision.history

@@ -216,10 +216,12 @@ def test_log_format_and_level() -> None:
 
 def test_exec_restores_signal_dispositions() -> None:
     # Python ignores SIGPIPE; the web command must start with it at its default.
-    result = run_entrypoint(
-        "run", "--", "sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/$$/status", env=clean_env()
-    )
-    ignored, blocked = (int(line.split()[1], 16) for line in result.stdout.splitlines())
+    # grep reads its own status: exec'd by the entrypoint, it has what the entrypoint left.
+    # (Through `sh -c`, dash blocks every signal around its forks: a race.)
+    result = run_entrypoint("run", "--", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status",
+                            env=clean_env())  # fmt: skip
+    fields = dict(line.split(":") for line in result.stdout.splitlines())
+    ignored, blocked = int(fields["SigIgn"], 16), int(fields["SigBlk"], 16)
     assert ignored & (1 << (signal.SIGPIPE - 1)) == 0
     assert blocked == 0
 
@@ -227,13 +229,13 @@ def test_exec_restores_signal_dispositions() -> None:
 def test_check_reports_each_dependency_and_exits_0_or_69() -> None:
     require_server("redis")
     env = base_env(MODE="worker", QUEUE_URL="redis://127.0.0.1:6379/0")
-    ok = run_entrypoint("check", "--json", env=env)
+    ok = run_entrypoint("check", "--json", "--", "rq", "worker", env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     report = json.loads(ok.stdout)
     assert report["ok"] is True
     assert report["dependencies"][0]["depth"] == "handshake"
     env["ENTRYPOINT_WAIT_FOR"] = "tcp://127.0.0.1:1"
-    bad = run_entrypoint("check", env=env)
+    bad = run_entrypoint("check", "--", "rq", "worker", env=env)
     assert bad.returncode == 69
     assert "127.0.0.1:1" in bad.stdout
     assert "configuration ok: mode worker" in bad.stdout
@@ -241,7 +243,9 @@ def test_check_reports_each_dependency_and_exits_0_or_69() -> None:
 
 def test_check_with_a_wrong_password_is_69_and_shows_no_secret() -> None:
     require_server("redis")
-    env = base_env(MODE="worker", QUEUE_URL="redis://nobody:hunter22@127.0.0.1:6379/0")
+    env = base_env(
+        MODE="worker", QUEUE_URL="redis://nobody:hunter22@127.0.0.1:6379/0", WORKER_CMD="rq worker"
+    )
     result = run_entrypoint("check", env=env)
     assert result.returncode == 69
     assert "WRONGPASS" in result.stdout
@@ -264,10 +268,10 @@ def test_run_with_a_wrong_password_fails_at_once_with_69() -> None:
 
 def test_an_unexpected_error_is_one_line_without_secrets() -> None:
     script = (
-        "import sys, entrypoint.cli.main as cli\n"
-        "def broken(_argv):\n"
+        "import sys, entrypoint.cli.run as run\n"
+        "def broken(_inputs):\n"
         "    raise RuntimeError('cannot reach redis://u:hunter22@redis:6379')\n"
-        "cli.main = broken\n"
+        "run.load = broken\n"
         "from entrypoint import boot\n"
         "sys.exit(boot.main(['run', '--', 'true']))\n"
     )

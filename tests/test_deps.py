@@ -11,8 +11,15 @@ from hypothesis import strategies as st
 
 from entrypoint.errors import ConfigError, ExitCode
 from entrypoint.plan import deps, urls
-from entrypoint.plan.deps import Resolution, resolve
+from entrypoint.plan.deps import Resolution
+from entrypoint.plan.deps import resolve as resolve_items
 from entrypoint.plan.urls import Dependency, Depth, Scheme, parse_url
+from entrypoint.plan.values import parse_url_list
+
+
+def resolve(env: dict[str, str]) -> Resolution:
+    """The resolution of `env`, its ENTRYPOINT_WAIT_FOR split as the settings split it."""
+    return resolve_items(env, parse_url_list(env.get("ENTRYPOINT_WAIT_FOR", "")))
 
 
 def problems_of(env: dict[str, str]) -> list[str]:
@@ -99,8 +106,9 @@ def test_http_path_may_hold_an_at() -> None:
 def test_token_userinfo_is_masked_for_nats_and_http() -> None:
     assert parse_url("nats://s3cr3t-token@nats", "X").display == "nats://***@nats:4222"
     assert parse_url("https://tok3n@api/health", "X").display == "https://***@api:443/health"
-    # A lone user name is a user name for the others.
-    assert parse_url("mysql://root@db/app", "X").display == "mysql://root@db:3306/app"
+    # A lone userinfo may be a password written without its colon: masked on every scheme.
+    assert parse_url("mysql://root@db/app", "X").display == "mysql://***@db:3306/app"
+    assert parse_url("redis://Zx9Secret@host", "X").display == "redis://***@host:6379"
 
 
 @pytest.mark.parametrize(
@@ -315,9 +323,10 @@ def test_laravel_database_connections() -> None:
     )
     assert pgsql.display == "postgresql://app:***@db:5432/app"
     mariadb = only({"QUEUE_CONNECTION": "database", "DB_CONNECTION": "mariadb", "DB_PORT": "3307"})
-    assert mariadb.display == "mysql://root@127.0.0.1:3307/laravel"  # Laravel's defaults
+    assert mariadb.display == "mysql://***@127.0.0.1:3307/laravel"  # Laravel's defaults
+    assert (mariadb.username, mariadb.database) == ("root", "laravel")
     sqlsrv = only({"QUEUE_CONNECTION": "database", "DB_CONNECTION": "sqlsrv"})
-    assert sqlsrv.display == "sqlserver://root@localhost:1433/laravel"
+    assert sqlsrv.display == "sqlserver://***@localhost:1433/laravel"
     queue_connection = only(
         {"QUEUE_CONNECTION": "database", "DB_CONNECTION": "sqlite", "DB_QUEUE_CONNECTION": "pgsql"}
     )

@@ -36,7 +36,9 @@ if os.environ.get("FAKE_DOCKER_DOWN") and args[-1:] != ["version"]:
     sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
                      "Is the docker daemon running?\\n")
     sys.exit(1)
-if "ps" in args:
+if args[-2:] == ["config", "--services"]:
+    print("\\n".join(os.environ.get("FAKE_DOCKER_SERVICES", "worker jobs queue").split()))
+elif "ps" in args:
     running = open(state).read() == "running"
     print("3f2a9c1b7d4e\\n5e6f7a8b9c0d" if running else "")
 elif "stop" in args:
@@ -95,7 +97,9 @@ class World:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line]
 
     def docker_calls(self) -> list[list[str]]:
-        return [list(map(str, e["docker"])) for e in self.events() if "docker" in e]  # type: ignore[call-overload]
+        """The calls that act or ask about the service (the `config --services` check aside)."""
+        calls = [list(map(str, e["docker"])) for e in self.events() if "docker" in e]  # type: ignore[call-overload]
+        return [call for call in calls if call[-2:] != ["config", "--services"]]
 
     def timeline(self) -> list[str]:
         """`docker <verb>` and `dev <what>` in the order they happened."""
@@ -103,6 +107,8 @@ class World:
         for event in self.events():
             if "docker" in event:
                 args = [str(a) for a in event["docker"]]  # type: ignore[attr-defined]
+                if args[-2:] == ["config", "--services"]:
+                    continue
                 verb = next(a for a in args if a in ("ps", "stop", "start", "version"))
                 out.append(f"docker {verb}")
             else:
@@ -169,9 +175,9 @@ def test_stops_before_and_starts_after(entrypoint_argv: list[str], world: World)
     assert done.returncode == 0, done.stderr
     assert world.timeline() == ["docker ps", "docker stop", "dev start", "dev end", "docker start"]
     calls = world.docker_calls()
-    assert calls[0] == ["compose", "ps", "--status", "running", "-q", "worker"]
-    assert calls[1] == ["compose", "stop", "worker"]
-    assert calls[2] == ["compose", "start", "worker"]
+    assert calls[0] == ["compose", "ps", "--status", "running", "-q", "--", "worker"]
+    assert calls[1] == ["compose", "stop", "--", "worker"]
+    assert calls[2] == ["compose", "start", "--", "worker"]
     events = [e["event"] for e in log_events(done.stderr)]
     assert events == ["handoff_paused", "handoff_resumed"]
     assert log_events(done.stderr)[0]["containers"] == 2
@@ -183,9 +189,9 @@ def test_compose_files_project_and_service(entrypoint_argv: list[str], world: Wo
     assert done.returncode == 0, done.stderr
     prefix = ["compose", "-f", "compose.yaml", "-f", "dev.yaml", "-p", "shop"]
     assert world.docker_calls() == [
-        [*prefix, "ps", "--status", "running", "-q", "jobs"],
-        [*prefix, "stop", "jobs"],
-        [*prefix, "start", "jobs"],
+        [*prefix, "ps", "--status", "running", "-q", "--", "jobs"],
+        [*prefix, "stop", "--", "jobs"],
+        [*prefix, "start", "--", "jobs"],
     ]
 
 
@@ -197,7 +203,31 @@ def test_environment_variables(entrypoint_argv: list[str], world: World) -> None
     }
     done = run(handoff(entrypoint_argv, world, "exit", "0"), world)
     assert done.returncode == 0, done.stderr
-    assert world.docker_calls()[1] == ["compose", "-f", "stack.yaml", "-p", "acme", "stop", "queue"]
+    assert world.docker_calls()[1] == [
+        "compose", "-f", "stack.yaml", "-p", "acme", "stop", "--", "queue",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("service", ["-a", "--all", "", "wor ker", "a;b", "x\ny"])
+def test_a_service_name_that_is_not_one_is_refused(
+    entrypoint_argv: list[str], world: World, service: str
+) -> None:
+    done = run(handoff(entrypoint_argv, world, "exit", "0", options=("--service", service)), world)
+    assert done.returncode == 64, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "not a compose service name" in done.stderr
+    assert world.events() == []  # nothing ran: neither docker nor the command
+
+
+def test_a_service_the_project_does_not_have_is_78_naming_those_it_has(
+    entrypoint_argv: list[str], world: World
+) -> None:
+    world.env["FAKE_DOCKER_SERVICES"] = "web worker scheduler"
+    done = run(handoff(entrypoint_argv, world, "exit", "0", options=("--service", "wokrer")), world)
+    assert done.returncode == 78, done.stderr
+    assert "'wokrer'" in done.stderr
+    assert "web, worker, scheduler" in done.stderr
+    assert world.timeline() == []  # the dev command did not run
 
 
 def test_not_started_when_it_was_not_running(entrypoint_argv: list[str], world: World) -> None:

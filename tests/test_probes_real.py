@@ -249,7 +249,13 @@ def test_postgres_asking_for_a_password_is_up_at_handshake_depth(
     assert (dep.depth, detail) == (Depth.HANDSHAKE, "PostgreSQL up (asks for SASL (SCRAM))")
     monkeypatch.setattr(urls, "driver_available", lambda _name: False)  # psycopg absent
     dep, detail = ready(f"postgresql://postgres:wrong@127.0.0.1:{private_postgres}/postgres")
-    assert (dep.depth, detail) == (Depth.HANDSHAKE, "PostgreSQL up (asks for SASL (SCRAM))")
+    assert (dep.depth, detail) == (
+        Depth.HANDSHAKE,
+        (
+            "PostgreSQL up (asks for SASL (SCRAM)); "
+            "credentials not verified: install entrypoint[postgres]"
+        ),
+    )  # the wrong password could not be checked, and the detail says so
 
 
 def test_postgres_sslmode_require_without_ssl_is_permanent(private_postgres: int) -> None:

@@ -20,13 +20,14 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from entrypoint import probes
+from entrypoint.cli.render import check_json, check_table
 from entrypoint.errors import ExitCode, UnavailableError
 from entrypoint.plan import deps as deps_module
 from entrypoint.plan import urls as urls_module
 from entrypoint.plan.urls import Dependency, Depth, parse_url
 from entrypoint.probes import ProbeError
 from entrypoint.runtime import waiting
-from entrypoint.runtime.waiting import Backoff, CheckResult, check, render_table, wait_for
+from entrypoint.runtime.waiting import Backoff, CheckResult, check, wait_for
 from tests.probe_helpers import FakeInbox, LoopbackServer, closed_port, silent, sleep_until
 
 FAST = Backoff(initial=0.02, maximum=0.05, jitter=0.01)
@@ -313,7 +314,7 @@ def test_check_returns_results_in_order() -> None:
     results = check(deps, probe_timeout=0.5, probe_fn=script)
     assert [r.ok for r in results] == [True, False, False]
     assert [r.permanent for r in results] == [False, True, False]
-    assert results[0].to_json() == {
+    assert check_json(results[0]) == {
         "dependency": "redis://:***@cache:6379/0",
         "source": "QUEUE_URL",
         "scheme": "redis",
@@ -324,9 +325,9 @@ def test_check_returns_results_in_order() -> None:
         "reason": None,
         "permanent": False,
     }
-    assert results[1].to_json()["reason"] == 'database "x" does not exist (SQLSTATE 3D000)'
-    assert json.dumps([r.to_json() for r in results])  # serialisable as is
-    table = render_table(results).splitlines()
+    assert check_json(results[1])["reason"] == 'database "x" does not exist (SQLSTATE 3D000)'
+    assert json.dumps([check_json(r) for r in results])  # serialisable as is
+    table = check_table(results).splitlines()
     assert table[0].split() == ["DEPENDENCY", "SOURCE", "DEPTH", "STATUS", "LATENCY", "DETAIL"]
     assert "redis://:***@cache:6379/0" in table[1]
     assert " ok " in table[1]
@@ -351,7 +352,7 @@ def test_check_is_concurrent_and_bounded() -> None:
 
 
 def test_render_table_when_nothing_configured() -> None:
-    assert render_table([]) == "no dependency to check"
+    assert check_table([]) == "no dependency to check"
 
 
 def test_check_result_depth_is_the_dependency_depth() -> None:
@@ -383,7 +384,7 @@ def test_password_never_in_errors_or_logs(scheme: str, user: str, password: str)
     with capture_logs() as logs, pytest.raises(UnavailableError) as caught:
         wait_for([d], timeout=0, probe_timeout=0.3, inbox=FakeInbox())
     texts = [str(caught.value), repr(logs), json.dumps(logs, default=str)]
-    texts += [json.dumps(r.to_json()) + render_table([r]) for r in check([d], probe_timeout=0.3)]
+    texts += [json.dumps(check_json(r)) + check_table([r]) for r in check([d], probe_timeout=0.3)]
     for text in texts:
         assert password not in text
         assert quote(password, safe="") not in text
@@ -398,9 +399,10 @@ SCRIPT = textwrap.dedent(
     """
     import sys, time
     from entrypoint.plan.urls import parse_url
+    from entrypoint.runtime.loop import Loop
     from entrypoint.runtime.signals import SignalInbox
     from entrypoint.runtime.waiting import wait_for
-    inbox = SignalInbox()
+    inbox = SignalInbox(Loop())
     dep = parse_url(sys.argv[1], "QUEUE_URL")
     print("waiting", flush=True)
     result = wait_for([dep], timeout=60, probe_timeout=0.5, inbox=inbox)

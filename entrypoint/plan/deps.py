@@ -2,30 +2,32 @@
 
 Pure: `resolve` reads a mapping (the environment) and returns a `Resolution`,
 or raises `ConfigError` listing every problem, each naming its variable:
-QUEUE_URL, else Laravel's QUEUE_CONNECTION (with REDIS_* and DB_*), then
-ENTRYPOINT_WAIT_FOR.
+QUEUE_URL, else Laravel's QUEUE_CONNECTION (with REDIS_* and DB_*), then the
+items of ENTRYPOINT_WAIT_FOR (split once, by the settings). No message echoes
+a value that holds userinfo (`user:password@`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from urllib.parse import quote
-
-from entrypoint.errors import ConfigError
+from entrypoint.errors import ConfigError, quoted
 from entrypoint.plan.urls import (
-    _BARE_HOST_PORT,
-    _HOST_NAME,
     _HTTP_SCHEMES,
-    _PORT,
     DEFAULT_PORTS,
     Dependency,
     Scheme,
-    _is_ipv6,
+    is_bare_host_port,
+    is_host_name,
+    is_ipv6,
+    is_port,
     parse_url,
+    percent_encode,
     sqlite_dependency,
 )
+from entrypoint.records import dataclass, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 QUEUE_CONNECTIONS = ("redis", "database", "sqs", "beanstalkd", "sync")
 LARAVEL_SQLITE_DEFAULT = "database/database.sqlite"
@@ -40,7 +42,7 @@ DB_CONNECTIONS: dict[str, Scheme] = {
 
 @dataclass(frozen=True)
 class Resolution:
-    queue: Dependency | None
+    queue: Dependency | None = None
     extra: tuple[Dependency, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -49,10 +51,17 @@ class Resolution:
         return (self.queue, *self.extra) if self.queue is not None else self.extra
 
 
-def resolve(env: Mapping[str, str]) -> Resolution:
-    """QUEUE_URL, else QUEUE_CONNECTION (Laravel), plus ENTRYPOINT_WAIT_FOR, in order.
+def resolve(
+    env: Mapping[str, str],
+    wait_for: tuple[str, ...] = (),
+    *,
+    wait_label: str = "ENTRYPOINT_WAIT_FOR",
+    labels: Mapping[str, str] | None = None,
+) -> Resolution:
+    """QUEUE_URL, else QUEUE_CONNECTION (Laravel), plus the `wait_for` URLs, in order.
 
-    Raises ConfigError listing every problem found, each naming its variable.
+    `labels` names a variable whose value came from elsewhere (QUEUE_URL from
+    QUEUE_URL_FILE). Raises ConfigError listing every problem, each naming its variable.
     """
     problems: list[str] = []
     warnings: list[str] = []
@@ -60,12 +69,12 @@ def resolve(env: Mapping[str, str]) -> Resolution:
     queue_url = _plain(env, "QUEUE_URL")
     connection = _plain(env, "QUEUE_CONNECTION")
     if queue_url is not None:
-        queue = _parse_into(problems, queue_url, "QUEUE_URL")
+        queue = _parse_into(problems, queue_url, (labels or {}).get("QUEUE_URL", "QUEUE_URL"))
     elif connection is not None:
         queue = _laravel_queue(env, connection.lower(), problems, warnings)
     extra: list[Dependency] = []
     seen = {queue.url} if queue is not None else set()
-    for dep in _wait_for(env, problems):
+    for dep in _wait_for(wait_for, wait_label, problems):
         if dep.url not in seen:
             seen.add(dep.url)
             extra.append(dep)
@@ -110,8 +119,8 @@ def _port_of(env: Mapping[str, str], name: str, default: int, problems: list[str
     value = _laravel(env, name)
     if value is None or value == "":
         return default
-    if _PORT.fullmatch(value) is None or not 1 <= int(value) <= 65535:
-        problems.append(f"{name}: {value!r} is not a port number (1..65535)")
+    if not is_port(value) or not 1 <= int(value) <= 65535:
+        problems.append(f"{name}: {_echo(value)} is not a port number (1..65535)")
         return default
     return int(value)
 
@@ -119,11 +128,18 @@ def _port_of(env: Mapping[str, str], name: str, default: int, problems: list[str
 def _host_of(env: Mapping[str, str], name: str, default: str, problems: list[str]) -> str:
     value = _laravel(env, name) or default
     bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
-    if _is_ipv6(bare):
+    if is_ipv6(bare):
         return bare
-    if not value.isascii() or _HOST_NAME.fullmatch(value) is None:
-        problems.append(f"{name}: {value!r} is not a valid host name or address")
+    if not is_host_name(value):
+        problems.append(f"{name}: {_echo(value)} is not a valid host name or address")
     return value
+
+
+def _echo(value: str) -> str:
+    """A value quoted for a message, unless it holds userinfo (a password may precede '@')."""
+    if "@" in value:
+        return "the value (it holds '@': put the user and password in their own variables)"
+    return quoted(value)
 
 
 def _build(
@@ -139,11 +155,11 @@ def _build(
     """A Dependency from separate settings, with its full URL composed (encoded)."""
     userinfo = ""
     if username is not None or password is not None:
-        userinfo = quote(username or "", safe="")
-        userinfo += f":{quote(password, safe='')}" if password is not None else ""
+        userinfo = percent_encode(username or "")
+        userinfo += f":{percent_encode(password)}" if password is not None else ""
         userinfo += "@"
     shown_host = f"[{host}]" if ":" in host else host
-    tail = f"/{quote(database, safe='')}" if database is not None else ""
+    tail = f"/{percent_encode(database)}" if database is not None else ""
     return Dependency(
         source=source,
         url=f"{scheme}://{userinfo}{shown_host}:{port}{tail}",
@@ -190,7 +206,7 @@ def _laravel_queue(
     if connection == "beanstalkd":
         host = _host_of(env, "BEANSTALKD_QUEUE_HOST", "localhost", problems)
         return _build("QUEUE_CONNECTION", Scheme.BEANSTALKD, host=host, port=11300)
-    shown = repr(connection) if len(connection) <= 40 else "value"
+    shown = _echo(connection) if len(connection) <= 40 else "value"
     problems.append(
         f"QUEUE_CONNECTION: unknown connection {shown}: expected one of "
         f"{', '.join(QUEUE_CONNECTIONS)} (or set QUEUE_URL)"
@@ -203,7 +219,7 @@ def _laravel_redis(env: Mapping[str, str], problems: list[str]) -> Dependency | 
     password = _laravel(env, "REDIS_PASSWORD") or None
     database = _laravel(env, "REDIS_DB") or None
     if database is not None and not (database.isascii() and database.isdigit()):
-        problems.append(f"REDIS_DB: {database!r} is not a database number")
+        problems.append(f"REDIS_DB: {_echo(database)} is not a database number")
         database = None
     url = _laravel(env, "REDIS_URL")
     if url:
@@ -220,7 +236,7 @@ def _laravel_redis(env: Mapping[str, str], problems: list[str]) -> Dependency | 
         if host_value.lower().startswith(prefix):
             host_value, scheme_name = host_value[len(prefix) :], named
     if scheme_name not in ("tcp", "tls"):
-        problems.append(f"REDIS_SCHEME: {scheme_name!r} is not supported (tcp or tls)")
+        problems.append(f"REDIS_SCHEME: {_echo(scheme_name)} is not supported (tcp or tls)")
     scheme = Scheme.REDISS if scheme_name == "tls" else Scheme.REDIS
     host = _host_of({"REDIS_HOST": host_value}, "REDIS_HOST", "127.0.0.1", problems)
     port = _port_of(env, "REDIS_PORT", 6379, problems)
@@ -256,7 +272,7 @@ def _laravel_database(env: Mapping[str, str], problems: list[str]) -> Dependency
     scheme = DB_CONNECTIONS.get(connection)
     if scheme is None:
         problems.append(
-            f"{name_var}: unknown connection {connection!r}: expected one of "
+            f"{name_var}: unknown connection {_echo(connection)}: expected one of "
             f"{', '.join(DB_CONNECTIONS)}"
         )
         return None
@@ -294,27 +310,36 @@ def _laravel_sqs(env: Mapping[str, str], problems: list[str]) -> Dependency | No
             assert dep.port is not None  # every HTTP URL gets a port
             return _build("QUEUE_CONNECTION", dep.scheme, host=dep.host, port=dep.port)
     region = (_laravel(env, "AWS_DEFAULT_REGION") or "us-east-1").lower()
-    if re.fullmatch(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+", region) is None:
-        problems.append(f"AWS_DEFAULT_REGION: {region!r} is not an AWS region name")
+    if not _is_region(region):
+        problems.append(f"AWS_DEFAULT_REGION: {_echo(region)} is not an AWS region name")
         return None
     host = f"sqs.{region}.amazonaws.com"
     return _build("QUEUE_CONNECTION", Scheme.HTTPS, host=host, port=443)
 
 
+def _is_region(region: str) -> bool:
+    """`[a-z]{2}(-[a-z]+)+-[0-9]+`, as AWS names its regions (eu-central-1, us-gov-west-1)."""
+    parts = region.split("-")
+    letters = [part.isascii() and part.isalpha() and part.islower() for part in parts[:-1]]
+    return (
+        len(parts) >= 3
+        and len(parts[0]) == 2
+        and all(letters)
+        and parts[-1].isascii()
+        and parts[-1].isdigit()
+    )
+
+
 # -- ENTRYPOINT_WAIT_FOR ---------------------------------------------------------
 
 
-def _wait_for(env: Mapping[str, str], problems: list[str]) -> list[Dependency]:
-    """Comma (or blank) separated URLs; a bare `host:port` is a TCP check."""
-    value = env.get("ENTRYPOINT_WAIT_FOR", "")
-    items = [item for item in re.split(r"[,\s]+", value) if item]
+def _wait_for(items: tuple[str, ...], label: str, problems: list[str]) -> list[Dependency]:
+    """URLs; a bare `host:port` is a TCP check."""
     found: list[Dependency] = []
     for number, item in enumerate(items, start=1):
-        source = "ENTRYPOINT_WAIT_FOR"
-        if len(items) > 1:
-            source += f" (item {number})"
-        text = f"tcp://{item}" if _BARE_HOST_PORT.fullmatch(item) else item
+        source = f"{label} (item {number})" if len(items) > 1 else label
+        text = f"tcp://{item}" if is_bare_host_port(item) else item
         dep = _parse_into(problems, text, source)
         if dep is not None:
-            found.append(replace(dep, source="ENTRYPOINT_WAIT_FOR"))
+            found.append(replace(dep, source=label))
     return found

@@ -1,20 +1,26 @@
 """From settings to a plan: which command runs, and how (exec or supervised).
 
-Pure: nothing here touches a process, a socket or a file.
+Pure: nothing here touches a process, a socket or a file. `build_plan` turns
+`Settings` into an `ExecPlan` or a `SupervisePlan`, or raises ConfigError
+naming every problem (no command for the mode, a lease store that cannot hold
+a lease, a stop budget too short under ENTRYPOINT_STRICT=1).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
 from entrypoint.errors import ConfigError
+from entrypoint.plan.budget import worker_timeout
 from entrypoint.plan.policy import RestartPolicy
-from entrypoint.plan.settings import BUILTIN_MODES, Settings, command_variable
+from entrypoint.plan.urls import Scheme
+from entrypoint.records import StrEnum, dataclass
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from entrypoint.plan.settings import Settings
     from entrypoint.plan.urls import Dependency
+
+# The stores a lease (and a handoff lease) can live in.
+LEASE_SCHEMES = frozenset((Scheme.REDIS, Scheme.REDISS, Scheme.POSTGRESQL))
 
 
 class Run(StrEnum):
@@ -30,11 +36,21 @@ class ModeSpec:
     wait: bool
 
 
-BUILTIN_SPECS = {
+# The built-in modes: the one list of them.
+BUILTIN_MODES: dict[str, ModeSpec] = {
     "web": ModeSpec("web", Run.EXEC, singleton=False, wait=False),
     "worker": ModeSpec("worker", Run.SUPERVISE, singleton=False, wait=True),
     "scheduler": ModeSpec("scheduler", Run.SUPERVISE, singleton=True, wait=True),
 }
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A warning the plan carries: logged by `run` under `event`, shown by `check` and `explain`."""
+
+    event: str
+    text: str
+    fields: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,57 +62,85 @@ class StopPolicy:
 
 @dataclass(frozen=True)
 class LeaseSpec:
-    url: str
+    store: Dependency
     key: str
     ttl: float
-    source: str
+    origin: str  # where the store comes from: ENTRYPOINT_LEASE_URL or the queue
 
 
 @dataclass(frozen=True)
-class Plan:
+class Liveness:
+    """What says the child is alive and ready, beyond its existence."""
+
+    notify: bool
+    heartbeat_file: str | None
+    watchdog_timeout: float  # 0: off
+    ready_timeout: float  # 0: off
+    heartbeat_max_age: float  # 0: off; `health` only
+
+    @property
+    def has_heartbeat(self) -> bool:
+        return self.notify or self.heartbeat_file is not None
+
+    @property
+    def max_age(self) -> float:
+        """The heartbeat age past which the child is not alive (0: no limit)."""
+        return self.watchdog_timeout or self.heartbeat_max_age
+
+
+@dataclass(frozen=True)
+class ExecPlan:
     mode: str
-    run: Run
     argv: tuple[str, ...]
-    command_source: str
+    command_origin: str
     dependencies: tuple[Dependency, ...]
-    warnings: tuple[str, ...]
+    notices: tuple[Notice, ...]
+    health: Dependency | None
+    problems: tuple[str, ...] = ()  # only when built with allow_problems (explain)
+    run = Run.EXEC
+
+
+@dataclass(frozen=True)
+class SupervisePlan:
+    mode: str
+    argv: tuple[str, ...]
+    command_origin: str
+    dependencies: tuple[Dependency, ...]
+    notices: tuple[Notice, ...]
     restart: RestartPolicy
     stop: StopPolicy
-    lease: LeaseSpec | None
+    lease: LeaseSpec | None  # the scheduler's lease, or the leader's flag's
+    leader_env: str | None
+    handoff: LeaseSpec | None  # the store and key replicas yield through
     wait: bool
     wait_timeout: float
     probe_timeout: float
     state_file: str
-    health: Dependency | None
+    liveness: Liveness
+    problems: tuple[str, ...] = ()  # only when built with allow_problems (explain)
+    run = Run.SUPERVISE
 
 
-def mode_spec(settings: Settings) -> ModeSpec:
-    builtin = BUILTIN_SPECS.get(settings.mode)
-    configured = settings.modes.get(settings.mode)
-    if configured is None:
-        assert builtin is not None  # settings.load rejects any other mode
-        return builtin
-    supervise = configured.supervise
-    if supervise is None:
-        supervise = builtin.run is Run.SUPERVISE if builtin else True
-    singleton = configured.singleton
-    if singleton is None:
-        singleton = builtin.singleton if builtin else False
-    wait = configured.wait if configured.wait is not None else supervise
-    return ModeSpec(settings.mode, Run.SUPERVISE if supervise else Run.EXEC, singleton, wait)
+Plan = ExecPlan | SupervisePlan
+
+
+def command_variable(mode: str) -> str:
+    """The variable that holds a mode's command: WEB_CMD, WORKER_CMD, HORIZON_CMD..."""
+    return "".join(c if c.isascii() and c.isalnum() else "_" for c in mode.upper()) + "_CMD"
 
 
 def _command(settings: Settings) -> tuple[tuple[str, ...], str]:
+    """The mode's command and where it comes from; ConfigError when there is none."""
     mode = settings.mode
     variable = command_variable(mode)
-    from_env: tuple[str, ...] | None = {
+    from_env = {
         "web": settings.web_cmd,
         "worker": settings.worker_cmd,
         "scheduler": settings.scheduler_cmd,
     }.get(mode, settings.custom_cmd)
     if from_env:
-        source = settings.sources.get(variable.lower(), variable)
-        return from_env, variable if source == "default" else source
+        origin = settings.origins.get(f"{mode}_cmd")
+        return from_env, origin.label if origin else variable
     configured = settings.modes.get(mode)
     if configured is not None and configured.command:
         return configured.command, f"config file: [modes.{mode}] command"
@@ -106,84 +150,117 @@ def _command(settings: Settings) -> tuple[tuple[str, ...], str]:
     raise ConfigError(f"no command for mode {mode!r}: {hint} (e.g. `entrypoint run -- CMD...`)")
 
 
-def effective(settings: Settings) -> dict[str, Any]:
-    """The supervision settings, with the mode's own overrides from the file applied.
+def _lease(settings: Settings, needed_for: str, problems: list[str]) -> LeaseSpec | None:
+    queue = settings.resolution.queue
+    store = settings.lease_store or queue
+    origin = settings.origin("lease_url").label if settings.lease_store else "the queue URL"
+    if store is None:
+        problems.append(
+            f"{needed_for} needs a lease store: set ENTRYPOINT_LEASE_URL "
+            "(redis:// or postgresql://) or a queue URL"
+        )
+        return None
+    if store.scheme not in LEASE_SCHEMES:
+        problems.append(
+            f"{needed_for} needs a store that can hold a lease, and {origin} is "
+            f"{store.display} ({store.scheme}): set ENTRYPOINT_LEASE_URL to a redis://, "
+            "rediss:// or postgresql:// URL"
+        )
+        return None
+    key = settings.lease_key or f"entrypoint:lease:{settings.mode}"
+    return LeaseSpec(store, key, settings.lease_ttl, origin)
 
-    A mode table only overrides what neither a flag nor the environment set.
+
+def _notices(settings: Settings, argv: tuple[str, ...], problems: list[str]) -> list[Notice]:
+    notices = [Notice("queue_not_checked", text) for text in settings.resolution.warnings]
+    notices += [
+        Notice("unknown_variable", u.message, (("name", u.name), ("closest", u.closest)))
+        for u in settings.unknown
+    ]
+    budget = worker_timeout(argv)
+    if budget is not None and budget.seconds >= settings.stop_timeout:
+        text = (
+            f"the worker's {budget.option} ({budget.seconds:g} s) is not below "
+            f"ENTRYPOINT_STOP_TIMEOUT ({settings.stop_timeout:g} s): a stop would cut "
+            "the job in flight; raise ENTRYPOINT_STOP_TIMEOUT above it (and the "
+            "orchestrator's grace period above that)"
+        )
+        fields = (("worker_timeout_s", budget.seconds), ("stop_timeout_s", settings.stop_timeout))
+        if settings.strict:
+            problems.append(f"{text} (ENTRYPOINT_STRICT=1)")
+        notices.append(Notice("stop_budget_short", text, fields))
+    return notices
+
+
+def build_plan(settings: Settings, *, allow_problems: bool = False) -> Plan:
+    """The plan for `settings`; ConfigError naming every problem.
+
+    With `allow_problems` (explain), a plan is returned anyway, its problems listed in it.
     """
-    values = {name: getattr(settings, name) for name in settings.sources}
-    configured = settings.modes.get(settings.mode)
-    if configured is not None:
-        for name, value in configured.overrides.items():
-            source = settings.sources.get(name, "default")
-            if source == "default" or source.startswith(("config file", "ENTRYPOINT_CONFIG=")):
-                values[name] = value
-    return values
-
-
-def build_plan(settings: Settings, env: dict[str, str] | None = None) -> Plan:
-    """The plan for `settings`; ConfigError when the mode has no command or a bad URL."""
-    from entrypoint.plan import deps
-    from entrypoint.plan.urls import parse_url
-
-    spec = mode_spec(settings)
-    argv, source = _command(settings)
-    values = effective(settings)
-    resolve_env = dict(env or {})
-    if values["wait_for"]:
-        resolve_env["ENTRYPOINT_WAIT_FOR"] = ",".join(values["wait_for"])
-    else:
-        resolve_env.pop("ENTRYPOINT_WAIT_FOR", None)
+    spec = settings.spec
     problems: list[str] = []
-    dependencies: tuple[Dependency, ...] = ()
-    warnings: tuple[str, ...] = ()
-    queue_url: str | None = None
     try:
-        resolution = deps.resolve(resolve_env)
-        dependencies, warnings = resolution.all, resolution.warnings
-        queue_url = resolution.queue.url if resolution.queue else None
+        argv, origin = _command(settings)
     except ConfigError as exc:
         problems.extend(exc.problems)
-    health = None
-    if values["health_url"]:
-        try:
-            health = parse_url(values["health_url"], "ENTRYPOINT_HEALTH_URL")
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+        argv, origin = (), "none"
+    notices = tuple(_notices(settings, argv, problems))
+    dependencies = settings.resolution.all
+    if spec.run is Run.EXEC:
+        if problems and not allow_problems:
+            raise ConfigError(problems)
+        return ExecPlan(
+            spec.name, argv, origin, dependencies, notices, settings.health, tuple(problems)
+        )
     lease = None
-    if spec.singleton and spec.run is Run.SUPERVISE:
-        url = values["lease_url"] or queue_url
-        lease_source = "ENTRYPOINT_LEASE_URL" if values["lease_url"] else "queue URL"
-        if not url:
-            problems.append(
-                f"mode {spec.name!r} runs one replica at a time and needs a lease: "
-                "set ENTRYPOINT_LEASE_URL (redis:// or postgresql://) or a queue URL"
-            )
-        else:
-            key = values["lease_key"] or f"entrypoint:lease:{spec.name}"
-            lease = LeaseSpec(url, key, values["lease_ttl"], lease_source)
-    if problems:
+    if spec.singleton:
+        lease = _lease(settings, f"mode {spec.name!r} runs one replica at a time and", problems)
+    elif settings.leader_env:
+        lease = _lease(settings, "ENTRYPOINT_LEADER_ENV", problems)
+    handoff = None
+    if settings.handoff:
+        store = _lease(settings, "ENTRYPOINT_HANDOFF=1", problems)
+        if store is not None:
+            key = settings.handoff_key or f"entrypoint:handoff:{spec.name}"
+            handoff = LeaseSpec(store.store, key, settings.lease_ttl, store.origin)
+    if problems and not allow_problems:
         raise ConfigError(problems)
-    return Plan(
+    return SupervisePlan(
         mode=spec.name,
-        run=spec.run,
         argv=argv,
-        command_source=source,
+        command_origin=origin,
         dependencies=dependencies,
-        warnings=warnings,
+        notices=notices,
         restart=RestartPolicy(
-            min_uptime=values["min_uptime"],
-            backoff_initial=values["backoff_initial"],
-            backoff_max=values["backoff_max"],
-            reset_after=values["reset_after"],
-            max_restarts=values["max_restarts"],
-            restart_window=values["restart_window"],
+            restart=settings.restart,
+            min_uptime=settings.min_uptime,
+            backoff_initial=settings.backoff_initial,
+            backoff_max=settings.backoff_max,
+            reset_after=settings.reset_after,
+            max_restarts=settings.max_restarts,
+            restart_window=settings.restart_window,
         ),
-        stop=StopPolicy(values["stop_signal"], values["stop_timeout"], values["signal_group"]),
+        stop=StopPolicy(settings.stop_signal, settings.stop_timeout, settings.signal_group),
         lease=lease,
+        leader_env=settings.leader_env,
+        handoff=handoff,
         wait=spec.wait,
-        wait_timeout=values["wait_timeout"],
-        probe_timeout=values["probe_timeout"],
-        state_file=values["state_file"],
-        health=health,
+        wait_timeout=settings.wait_timeout,
+        probe_timeout=settings.probe_timeout,
+        state_file=settings.state_file,
+        liveness=Liveness(
+            notify=settings.notify,
+            heartbeat_file=settings.heartbeat_file,
+            watchdog_timeout=settings.watchdog_timeout,
+            ready_timeout=settings.ready_timeout,
+            heartbeat_max_age=settings.heartbeat_max_age,
+        ),
+        problems=tuple(problems),
     )
+
+
+def default_plan(mode: str = "worker", command: tuple[str, ...] = ("true",)) -> Plan:
+    """The plan of an environment that sets only MODE: the defaults, as values (tools, tests)."""
+    from entrypoint.plan.settings import Inputs, load
+
+    return build_plan(load(Inputs(env={"MODE": mode}, command=command)))

@@ -7,6 +7,7 @@ TOKEN, KEY, CREDENTIAL, ...).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING
 
@@ -48,9 +49,9 @@ def _mask_userinfo(match: re.Match[str]) -> str:
     userinfo = match.group("userinfo")[:-1]
     user, sep, _password = userinfo.partition(":")
     if not sep:
-        # A lone userinfo is a user name, except on HTTP where it is a token.
-        token = match.group("scheme").lower().startswith("http")
-        return f"{match.group('scheme')}{MASK}@" if token and user else match.group(0)
+        # A lone userinfo may be a token (nats://TOKEN@, https://TOKEN@) or a
+        # password written without its colon: never shown.
+        return f"{match.group('scheme')}{MASK}@" if user else match.group(0)
     return f"{match.group('scheme')}{user}:{MASK}@"
 
 
@@ -68,15 +69,43 @@ def redact_url(url: str) -> str:
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
-    """Every value in `env` that must never be shown: secret-named values and URL passwords."""
+    """Every value in `env` that must never be shown: secret-named values and URL secrets.
+
+    A value that is a URL as a whole is read with the program's one URL grammar
+    (a password may hold '?', '#', '/' or a blank); URLs inside other text (a
+    command line) are found by their `scheme://userinfo@` shape.
+    """
+    from entrypoint.errors import ConfigError
+    from entrypoint.plan.urls import parse_url
+
     found: list[str] = []
     for name, value in env.items():
         if is_secret_name(name) and value:
             found.append(value)
+        if "@" not in value:
+            continue
+        with contextlib.suppress(ConfigError):
+            found.extend(parse_url(value, name).secrets)
         for match in _URL_USERINFO.finditer(value):
             user, sep, password = match.group("userinfo")[:-1].partition(":")
-            if sep:
+            if sep and password != user:
                 found.append(password)
-            elif match.group("scheme").lower().startswith("http"):
+            elif not sep:
                 found.append(user)
     return [s for s in found if len(s) >= 3]
+
+
+def shown(name: str, value: object) -> str:
+    """A value as a message may show it: one line, escaped; masked when it may be secret.
+
+    A secret-named variable's value is masked; so is any value holding '@' (a
+    user and password may precede it, in a URL or not).
+    """
+    from entrypoint.errors import one_line
+
+    text = str(value)
+    if is_secret_name(name):
+        return MASK
+    if "@" in text:
+        return "(a value holding '@', not shown)"
+    return one_line(redact_text(text))

@@ -8,16 +8,8 @@ of a URL that could be one (a port or host misparsed out of an unencoded passwor
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import ipaddress
-import re
-from dataclasses import dataclass, field
-from enum import StrEnum
-from urllib.parse import parse_qsl, quote, unquote
-
 from entrypoint.errors import ConfigError
-from entrypoint.plan.redact import MASK, redact_text
+from entrypoint.records import StrEnum, dataclass, field
 
 
 class Depth(StrEnum):
@@ -75,20 +67,109 @@ DEFAULT_PORTS: dict[Scheme, int] = {
 # Schemes whose lone userinfo (`nats://TOKEN@host`, `https://TOKEN@host`) is a secret.
 TOKEN_SCHEMES = frozenset({Scheme.NATS, Scheme.HTTP, Scheme.HTTPS})
 _HTTP_SCHEMES = frozenset({Scheme.HTTP, Scheme.HTTPS})
+_LONE_USER_SECRET = TOKEN_SCHEMES | {Scheme.REDIS, Scheme.REDISS}
 _DATABASE_SCHEMES = frozenset({Scheme.POSTGRESQL, Scheme.MYSQL, Scheme.SQLSERVER})
 
 
-_SCHEME_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_.])?")
-_PORT = re.compile(r"[0-9]{1,5}")
-_BARE_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):[0-9]{1,5}")
+MASK = "***"
 _EXAMPLE = "e.g. redis://redis:6379/0"
+_SCHEME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-"
+_HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+_UNRESERVED = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-~"
+_HEX = "0123456789abcdefABCDEF"
+# Drivers an authenticated probe needs, and the extra that installs each.
+DRIVERS = {"psycopg": "entrypoint[postgres]", "pymysql": "entrypoint[mysql]"}
+_drivers_found: dict[str, bool] = {}
 
 
-@functools.cache
 def driver_available(module: str) -> bool:
     """Whether an optional driver (psycopg, pymysql) can be imported; looked up once."""
-    return importlib.util.find_spec(module) is not None
+    if module not in _drivers_found:
+        import importlib.util
+
+        _drivers_found[module] = importlib.util.find_spec(module) is not None
+    return _drivers_found[module]
+
+
+def scheme_prefix(text: str) -> str | None:
+    """The scheme of `scheme:rest` as written, if `text` starts with one."""
+    colon = text.find(":")
+    if colon <= 0 or not text[0].isascii() or not text[0].isalpha():
+        return None
+    written = text[:colon]
+    return written if all(c in _SCHEME_CHARS for c in written) else None
+
+
+def is_host_name(text: str) -> bool:
+    """A host name or IPv4 address as the grammar takes it: `[A-Za-z0-9_]([-.\\w]*[.\\w])?`."""
+    return (
+        bool(text)
+        and all(c in _HOST_CHARS for c in text)
+        and text[0] not in ".-"
+        and text[-1] != "-"
+    )
+
+
+def is_port(text: str) -> bool:
+    return 1 <= len(text) <= 5 and text.isascii() and text.isdigit()
+
+
+def is_ipv6(text: str) -> bool:
+    import _socket  # an extension module: loaded only for an IPv6 host
+
+    try:
+        _socket.inet_pton(_socket.AF_INET6, text)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def is_bare_host_port(text: str) -> bool:
+    """`host:port` or `[v6]:port` without a scheme (a TCP check in ENTRYPOINT_WAIT_FOR)."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not is_port(port) or not host:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        return len(host) > 2 and all(c in _HEX + ":." for c in host[1:-1])
+    return all(c in _HOST_CHARS for c in host)
+
+
+def percent_decode(text: str) -> str:
+    """%XX escapes decoded as UTF-8 (bad bytes replaced); a stray '%' stays (as urllib)."""
+    if "%" not in text:
+        return text
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "%" and i + 2 < len(text) and all(c in _HEX for c in text[i + 1 : i + 3]):
+            out.append(int(text[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out += char.encode()
+            i += 1
+    return out.decode("utf-8", "replace")
+
+
+def percent_encode(text: str, safe: str = "") -> str:
+    """Every byte but the unreserved ones (and `safe`) as %XX, as urllib's quote."""
+    keep = _UNRESERVED + safe
+    return "".join(
+        char if char in keep else "".join(f"%{byte:02X}" for byte in char.encode()) for char in text
+    )
+
+
+def parse_query(query: str) -> tuple[tuple[str, str], ...]:
+    """`a=1&b` -> (("a", "1"), ("b", "")), '+' as a blank, as urllib's parse_qsl."""
+    pairs = []
+    for part in query.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        pairs.append(
+            (percent_decode(name.replace("+", " ")), percent_decode(value.replace("+", " ")))
+        )
+    return tuple(pairs)
 
 
 @dataclass(frozen=True, repr=False)
@@ -117,35 +198,55 @@ class Dependency:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The values that must never be shown (masked wherever they appear)."""
-        found = [self.password or ""]
-        if self.scheme in TOKEN_SCHEMES and self.password is None:
+        """The values that must never be shown (masked wherever they appear).
+
+        A lone userinfo is one where it is a token (`nats://TOKEN@host`,
+        `https://TOKEN@host`) or likely a password written without its colon
+        (`redis://PASSWORD@host`); on the others it is a user or role name,
+        masked in the URL (`display`) but not in a server's message about it. A
+        password equal to its own user name is not a secret of its own.
+        """
+        found = [self.password or ""] if self.password != self.username else []
+        if self.password is None and self.scheme in _LONE_USER_SECRET:
             found.append(self.username or "")
         return tuple(s for s in found if len(s) >= 3)
 
     @property
     def display(self) -> str:
-        """The URL with its secrets masked: safe in logs, errors and `explain`."""
+        """The URL with its secrets masked: safe in logs, errors and `explain`.
+
+        Built from the parsed parts, so nothing that was not understood is shown;
+        a lone userinfo is masked whole (it may be a password or a token).
+        """
         if self.scheme is Scheme.SQLITE:
             path = self.database or ""
-            text = f"sqlite://{path}" if path.startswith("/") else f"sqlite:{path}"
-            return redact_text(text, self.secrets)
+            return f"sqlite://{path}" if path.startswith("/") else f"sqlite:{path}"
         userinfo = ""
         if self.password is not None:
-            userinfo = f"{quote(self.username or '', safe='')}:{MASK}@"
+            userinfo = f"{percent_encode(self.username or '')}:{MASK}@"
         elif self.username is not None:
-            token = self.scheme in TOKEN_SCHEMES
-            userinfo = f"{MASK}@" if token else f"{quote(self.username, safe='')}@"
+            userinfo = f"{MASK}@"
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = f":{self.port}" if self.port is not None else ""
         tail = ""
         if self.scheme in _HTTP_SCHEMES:
-            tail = self.path
+            tail = _mask_query(self.path)
         elif self.scheme in (Scheme.AMQP, Scheme.AMQPS):
-            tail = "" if self.database in (None, "/") else "/" + quote(self.database, safe="")
+            tail = "" if self.database in (None, "/") else "/" + percent_encode(self.database)
         elif self.database is not None:
-            tail = "/" + quote(self.database, safe="")
-        return redact_text(f"{self.scheme}://{userinfo}{host}{port}{tail}", self.secrets)
+            tail = "/" + percent_encode(self.database)
+        return f"{self.scheme}://{userinfo}{host}{port}{tail}"
+
+    @property
+    def unverified(self) -> str | None:
+        """Why credentials given with this URL cannot be checked by its probe, if so."""
+        needs = {Scheme.POSTGRESQL: "psycopg", Scheme.MYSQL: "pymysql"}.get(self.scheme)
+        credentials = self.password is not None or (
+            self.scheme is Scheme.MYSQL and self.username is not None
+        )
+        if needs is None or not credentials or driver_available(needs):
+            return None
+        return f"credentials not verified: install {DRIVERS[needs]}"
 
     def to_json(self) -> dict[str, object]:
         """What `explain --json` shows: no user name (it may be a token), no password."""
@@ -191,16 +292,16 @@ class Dependency:
 def parse_url(value: str, source: str) -> Dependency:
     """One URL -> Dependency; ConfigError naming `source` and what is wrong, never the secret."""
     text = value.strip()
-    match = _SCHEME_PREFIX.match(text)
-    if match is None:
+    prefix = scheme_prefix(text)
+    if prefix is None:
         raise ConfigError(f"{source}: not a URL: expected scheme://host[:port]/..., {_EXAMPLE}")
-    written = match.group(1).lower()
+    written = prefix.lower()
     scheme = SCHEME_ALIASES.get(written)
     if scheme is None:
         known = ", ".join(s.value for s in Scheme)
         shown = f" {written!r}" if len(written) <= 20 else ""
         raise ConfigError(f"{source}: unknown scheme{shown}: expected one of {known}")
-    rest = text[match.end() :]
+    rest = text[len(prefix) + 1 :]
     if scheme is Scheme.SQLITE:
         return _parse_sqlite(text, rest, source)
     if not rest.startswith("//"):
@@ -210,7 +311,7 @@ def parse_url(value: str, source: str) -> Dependency:
     host, port = _parse_host_port(hostport, scheme, source)
     path_query = tail.partition("#")[0]
     path, _, query = path_query.partition("?")
-    options = tuple(parse_qsl(query, keep_blank_values=True))
+    options = parse_query(query)
     database: str | None = None
     request = "/"
     if scheme in (Scheme.REDIS, Scheme.REDISS):
@@ -219,9 +320,9 @@ def parse_url(value: str, source: str) -> Dependency:
             raise ConfigError(f"{source}: the Redis database (the path /N) must be a number")
         database = number or None
     elif scheme in _DATABASE_SCHEMES:
-        database = unquote(path[1:]) or None
+        database = percent_decode(path[1:]) or None
     elif scheme in (Scheme.AMQP, Scheme.AMQPS):
-        database = unquote(path[1:]) if len(path) > 1 else "/"
+        database = percent_decode(path[1:]) if len(path) > 1 else "/"
     elif scheme in _HTTP_SCHEMES:
         request = (path or "/") + (f"?{query}" if query else "")
     return Dependency(
@@ -267,16 +368,14 @@ def _plausible_host_port(hostport: str) -> bool:
     if hostport.startswith("["):
         return "]" in hostport
     host, _, port = hostport.partition(":")
-    if _HOST_NAME.fullmatch(host) is None:
-        return False
-    return not port or _PORT.fullmatch(port) is not None
+    return is_host_name(host) and (not port or is_port(port))
 
 
 def _split_userinfo(userinfo: str | None) -> tuple[str | None, str | None]:
     if userinfo is None:
         return None, None
     user, sep, password = userinfo.partition(":")
-    return (unquote(user) or None), (unquote(password) if sep and password else None)
+    return (percent_decode(user) or None), (percent_decode(password) if sep and password else None)
 
 
 def _parse_host_port(hostport: str, scheme: Scheme, source: str) -> tuple[str, int]:
@@ -284,7 +383,7 @@ def _parse_host_port(hostport: str, scheme: Scheme, source: str) -> tuple[str, i
         close = hostport.find("]")
         host = hostport[1:close] if close > 0 else ""
         after = hostport[close + 1 :] if close > 0 else ""
-        if close < 0 or (after and not after.startswith(":")) or not _is_ipv6(host):
+        if close < 0 or (after and not after.startswith(":")) or not is_ipv6(host):
             raise ConfigError(f"{source}: the host is not a valid IPv6 address in brackets")
         port_text = after[1:] if after else ""
     else:
@@ -293,27 +392,19 @@ def _parse_host_port(hostport: str, scheme: Scheme, source: str) -> tuple[str, i
             raise ConfigError(f"{source}: write an IPv6 host in brackets, e.g. [::1]:6379")
         if not host:
             raise ConfigError(f"{source}: no host: expected {scheme}://host[:port]..., {_EXAMPLE}")
-        if not host.isascii() or _HOST_NAME.fullmatch(host) is None:
+        if not is_host_name(host):
             raise ConfigError(f"{source}: the host is not a valid host name or address")
     if not port_text:
         default = DEFAULT_PORTS.get(scheme)
         if default is None:
             raise ConfigError(f"{source}: a {scheme} URL needs a port, e.g. {scheme}://db:5432")
         return host, default
-    if _PORT.fullmatch(port_text) is None:
+    if not is_port(port_text):
         raise ConfigError(f"{source}: the port is not a number (expected 1..65535)")
     port = int(port_text)
     if not 1 <= port <= 65535:
         raise ConfigError(f"{source}: the port is outside 1..65535")
     return host, port
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _parse_sqlite(text: str, rest: str, source: str) -> Dependency:
@@ -331,7 +422,7 @@ def _parse_sqlite(text: str, rest: str, source: str) -> Dependency:
         path = "" if authority_end < 0 else "/" + rest[authority_end:].lstrip("/")
     else:
         path = rest
-    path = unquote(path)
+    path = percent_decode(path)
     if not path or path.strip("/") in ("", ":memory:"):
         raise ConfigError(
             f"{source}: a sqlite URL needs a file path, e.g. sqlite:///var/lib/app/queue.sqlite"
@@ -343,13 +434,31 @@ def _parse_sqlite(text: str, rest: str, source: str) -> Dependency:
         host="",
         port=None,
         database=path,
-        options=tuple(parse_qsl(query, keep_blank_values=True)),
+        options=parse_query(query),
     )
 
 
 def sqlite_dependency(path: str, source: str) -> Dependency:
     """A SQLite file as a dependency (absolute, or relative to the working directory)."""
-    url = f"sqlite://{quote(path)}" if path.startswith("/") else f"sqlite:{quote(path)}"
+    encoded = percent_encode(path, safe="/")
+    url = f"sqlite://{encoded}" if path.startswith("/") else f"sqlite:{encoded}"
     return Dependency(
         source=source, url=url, scheme=Scheme.SQLITE, host="", port=None, database=path
     )
+
+
+def _mask_query(target: str) -> str:
+    """An HTTP request target with the values of secret-looking query parameters masked."""
+    path, question, query = target.partition("?")
+    if not question:
+        return target
+    shown = []
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        if equals and any(word in name.lower() for word in _SECRET_PARAMETERS):
+            value = MASK
+        shown.append(f"{name}{equals}{value}")
+    return f"{path}?{'&'.join(shown)}"
+
+
+_SECRET_PARAMETERS = ("pass", "pwd", "secret", "token", "key", "auth", "signature")

@@ -49,7 +49,10 @@ def probe(dep: Dependency, *, timeout: float) -> str:
     backend: _Backend = importlib.import_module(f"entrypoint.probes.{MODULES[dep.scheme]}")
     with Attempt(timeout) as attempt:
         try:
-            return redact_text(backend.probe(dep, attempt), dep.secrets)
+            detail = backend.probe(dep, attempt)
+            if dep.unverified:
+                detail = f"{detail}; {dep.unverified}"
+            return redact_text(detail, dep.secrets)
         except ProbeError as exc:
             error = exc if exc.permanent or not attempt.expired else attempt.timed_out()
         except TimeoutError:

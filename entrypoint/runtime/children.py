@@ -8,52 +8,56 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 from typing import TYPE_CHECKING
 
 from entrypoint import sigstate
-from entrypoint.errors import CommandError, ExitCode
+from entrypoint.errors import command_error, signal_status
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
 PR_SET_CHILD_SUBREAPER = 36
 # Reset in the child so that it starts as if the entrypoint were not there:
 # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals ignored.
 _DEFAULTED = frozenset(sigstate.DEFAULTED)
+_JOB_CONTROL = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCONT)
+_FOREGROUND_DEFAULTED = _DEFAULTED | frozenset(_JOB_CONTROL)
 
 
-def spawn(argv: Sequence[str]) -> int:
+def spawn(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, *, foreground: bool = False
+) -> int:
     """Start `argv` (PATH searched) in a new process group; return its pid.
 
-    It inherits stdin/stdout/stderr, the environment and the working directory,
-    with an empty signal mask and default dispositions. A command that cannot be
-    started raises CommandError with exit code 127 (not found) or 126.
+    It inherits stdin/stdout/stderr, the environment (or `env`) and the working
+    directory, with an empty signal mask and default dispositions. A
+    `foreground` command (a developer's, under `handoff`) stays in the
+    entrypoint's group instead, so that it keeps the terminal and job control
+    applies to both. A command that cannot be started raises CommandError
+    (127 not found, 126 otherwise).
     """
     try:
+        if foreground:
+            return os.posix_spawnp(
+                argv[0], list(argv), os.environ, setsigmask=(), setsigdef=_FOREGROUND_DEFAULTED
+            )
         return os.posix_spawnp(
             argv[0],
             list(argv),
-            os.environ,
+            os.environ if env is None else env,
             setpgroup=0,
             setsigmask=(),
             setsigdef=_DEFAULTED,
         )
-    except FileNotFoundError:
-        raise CommandError(f"command not found: {argv[0]}", exit_code=ExitCode.NOT_FOUND) from None
-    except PermissionError:
-        raise CommandError(
-            f"command is not executable: {argv[0]}", exit_code=ExitCode.NOT_EXECUTABLE
-        ) from None
     except OSError as exc:
-        raise CommandError(
-            f"cannot execute {argv[0]}: {exc.strerror}", exit_code=ExitCode.NOT_EXECUTABLE
-        ) from None
+        raise command_error(argv[0], exc) from None
 
 
 def exit_code(status: int) -> int:
     """A wait status as a shell reports it: the exit status, or 128+n for signal n."""
     code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+    return signal_status(-code) if code < 0 else code
 
 
 def reap() -> Iterator[tuple[int, int]]:
@@ -97,4 +101,43 @@ def become_subreaper() -> bool:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    return False
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[-1].split()
+
+
+def descendants(parent: int) -> list[int]:
+    """The living (not zombie) processes whose parent is `parent`: its children and orphans.
+
+    As PID 1 or a subreaper, every process that left the child's tree (a double
+    fork, setsid) is re-parented to the entrypoint: this is how they are found.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields and len(fields) > 1 and fields[0] != "Z" and int(fields[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process (zombies aside) is left in process group `pgid`."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields and len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+                return True
     return False

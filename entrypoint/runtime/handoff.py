@@ -20,16 +20,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from entrypoint import sigstate
-from entrypoint.errors import ExitCode, UsageError
+from entrypoint.errors import ConfigError, UsageError, one_line, quoted, signal_status
 from entrypoint.plan.redact import redact_text
-from entrypoint.runtime.children import exit_code
+from entrypoint.runtime.children import exit_code, spawn
 from entrypoint.runtime.log import get_logger
-from entrypoint.runtime.signals import signal_name
+from entrypoint.sigstate import STOP_SIGNALS, signal_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -39,7 +38,6 @@ FORWARDED = (
     signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
     signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGALRM,
 )  # fmt: skip
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
 # Job control keeps its default action: Ctrl+Z stops the entrypoint and the
 # command together, `fg` continues both, as with any foreground job.
 JOB_CONTROL = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCONT)
@@ -104,22 +102,53 @@ def run_handoff(
     """
     if not argv:
         raise UsageError("handoff needs a command: entrypoint handoff [--service S] -- CMD...")
+    if not is_service_name(service):
+        raise UsageError(
+            f"--service {quoted(service)} is not a compose service name "
+            "(a letter or digit, then letters, digits, '_', '.', '-')"
+        )
     log = get_logger()
     compose = Compose(docker, tuple(compose_files), project_name or None)
     with _HeldSignals() as held:
         stop = _take_early_stop()
         if stop is not None:
-            return 128 + stop
+            return signal_status(stop)
+        _check_service(compose, service)
         was_running = _pause(compose, service, log)
         try:
             stop = _pending_stop(held)
             if stop is not None:
                 log.info("handoff_cancelled", service=service, signal=signal_name(stop))
-                return 128 + stop
+                return signal_status(stop)
             return _run_foreground(list(argv), held, log)
         finally:
             if was_running:
                 _resume(compose, service, log)
+
+
+def is_service_name(name: str) -> bool:
+    """A compose service name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (never an option such as `-a`)."""
+    return (
+        bool(name)
+        and name.isascii()
+        and name[0].isalnum()
+        and all(c.isalnum() or c in "_.-" for c in name)
+    )
+
+
+def _check_service(compose: Compose, service: str) -> None:
+    """ConfigError, before anything runs, when the project has no such service."""
+    if shutil.which(compose.docker) is None:
+        return
+    listed = _compose(compose, ("config", "--services"), PS_TIMEOUT)
+    if not listed.ok:
+        return  # no compose project here: _pause says so and CMD runs anyway
+    services = listed.output.split()
+    if services and service not in services:
+        raise ConfigError(
+            f"--service {quoted(service)}: the compose project has no such service "
+            f"(its services: {', '.join(one_line(s) for s in services)})"
+        )
 
 
 def _pause(compose: Compose, service: str, log: Any) -> bool:
@@ -129,7 +158,7 @@ def _pause(compose: Compose, service: str, log: Any) -> bool:
             "handoff_skipped", service=service, reason=f"{compose.docker} not found on PATH"
         )
         return False
-    ps = _compose(compose, ("ps", "--status", "running", "-q", service), PS_TIMEOUT)
+    ps = _compose(compose, ("ps", "--status", "running", "-q", "--", service), PS_TIMEOUT)
     if not ps.ok:
         version = _compose(compose, ("version",), PS_TIMEOUT)
         reason = ps.reason if version.ok else f"docker compose is not available: {version.reason}"
@@ -139,7 +168,7 @@ def _pause(compose: Compose, service: str, log: Any) -> bool:
     if not containers:
         log.info("handoff_skipped", service=service, reason="the service is not running")
         return False
-    stop = _compose(compose, ("stop", service), STOP_START_TIMEOUT)
+    stop = _compose(compose, ("stop", "--", service), STOP_START_TIMEOUT)
     if not stop.ok:
         # Some of its containers may be stopped: it is started again at the end.
         log.warning("handoff_skipped", service=service, reason=f"cannot stop: {stop.reason}")
@@ -149,7 +178,7 @@ def _pause(compose: Compose, service: str, log: Any) -> bool:
 
 
 def _resume(compose: Compose, service: str, log: Any) -> None:
-    start = _compose(compose, ("start", service), STOP_START_TIMEOUT)
+    start = _compose(compose, ("start", "--", service), STOP_START_TIMEOUT)
     if start.ok:
         log.info("handoff_resumed", service=service)
     else:
@@ -185,20 +214,7 @@ def _compose(compose: Compose, args: Sequence[str], timeout: float) -> _Result:
 
 
 def _run_foreground(argv: list[str], held: frozenset[int], log: Any) -> int:
-    try:
-        pid = os.posix_spawnp(
-            argv[0],
-            argv,
-            os.environ,
-            setsigmask=(),
-            setsigdef=(*FORWARDED, *JOB_CONTROL, signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ),
-        )
-    except FileNotFoundError:
-        _say(f"command not found: {argv[0]}")
-        return ExitCode.NOT_FOUND
-    except OSError as exc:
-        _say(f"cannot execute {argv[0]}: {exc.strerror or exc}")
-        return ExitCode.NOT_EXECUTABLE
+    pid = spawn(argv, foreground=True)  # CommandError (127/126) when it cannot start
     foreground = _is_foreground()
     while True:
         signum, from_kernel = _next_signal(held)
@@ -293,8 +309,3 @@ def _is_foreground() -> bool:
         except OSError:
             continue
     return False
-
-
-def _say(message: str) -> None:
-    sys.stderr.write(f"entrypoint: error: {message}\n")
-    sys.stderr.flush()

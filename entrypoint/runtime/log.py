@@ -7,8 +7,6 @@ carry a secret out (the values of the environment's secrets are masked too).
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import sys
 import types
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -47,16 +45,8 @@ _defer_asyncio()
 
 import structlog  # noqa: E402 - only once asyncio is deferred
 
+from entrypoint import logline  # noqa: E402
 from entrypoint.plan.redact import redact_text  # noqa: E402
-
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
 
 
 class Redactor:
@@ -84,37 +74,51 @@ class Redactor:
         return value
 
 
+class SinkLogger:
+    """structlog's logger: whole lines to a `logline.Sink`, which never raises.
+
+    A lost log channel (a dead `| tee`, a log shipper gone, a full disk) loses
+    the lines, never the supervision of the child.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._sink = logline.sink(stream)
+
+    def msg(self, message: str) -> None:
+        self._sink.write(message)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+
+def _render_json(_logger: object, _method: str, event: MutableMapping[str, Any]) -> str:
+    return logline.render_json(event)
+
+
+def _render_console(_logger: object, _method: str, event: MutableMapping[str, Any]) -> str:
+    return logline.render_console(event)
+
+
 def configure(
     level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (), stream: Any = None
 ) -> None:
     """Configure structlog for the whole process; call once, at CLI start."""
     stream = stream if stream is not None else sys.stderr
-    if fmt == "auto":
-        fmt = "console" if _isatty(stream) else "json"
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=_isatty(stream) and "NO_COLOR" not in os.environ)
-        if fmt == "console"
-        else structlog.processors.JSONRenderer()
-    )
+    sink = logline.sink(stream)
+    console = sink.fd is not None and logline.wants_console(fmt, sink.fd)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             Redactor(secrets),
-            renderer,
+            _render_console if console else _render_json,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logline.LEVELS.get(level, logline.LEVELS["info"])
+        ),
+        logger_factory=lambda *_args: SinkLogger(stream),
         cache_logger_on_first_use=False,
     )
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def get_logger() -> Any:

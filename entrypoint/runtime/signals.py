@@ -10,33 +10,13 @@ the only reader of what the handlers recorded, and the only owner of the fact
 from __future__ import annotations
 
 import _signal
-import contextlib
 import os
 
 from entrypoint import sigstate
-from entrypoint.runtime.loop import Loop
 
-SIGNAL_NAMES = {
-    name: getattr(_signal, "SIG" + name) for name in (*sigstate.FORWARDED_NAMES, "KILL")
-}
-
-
-def parse_signal(value: str) -> int:
-    """`TERM`, `SIGTERM`, `sigterm` or `15` -> 15; ValueError when it names none."""
-    text = value.strip().upper()
-    if text.isdigit():
-        number = int(text)
-        if 0 < number < _signal.NSIG:
-            return number
-        raise ValueError(f"no signal number {number}")
-    name = text.removeprefix("SIG")
-    found: object = SIGNAL_NAMES.get(name, getattr(_signal, "SIG" + name, None))
-    if not isinstance(found, int) or name.startswith("_"):
-        raise ValueError(f"unknown signal {value.strip()!r}")
-    return found
-
-
-signal_name = sigstate.signal_name
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from entrypoint.runtime.loop import Loop
 
 
 class SignalInbox:
@@ -44,11 +24,12 @@ class SignalInbox:
 
     `wait` runs the loop, in which two pipes are registered: the interpreter's
     wakeup fd (written by the C-level handler of every signal) and a pipe that
-    `notify` writes to from any thread. Nothing here polls.
+    `notify` writes to from any thread. Nothing here polls. Without a `loop`
+    (web mode's last look before its exec) nothing can be waited for.
     """
 
     def __init__(self, loop: Loop | None = None) -> None:
-        self.loop = loop if loop is not None else Loop()
+        self.loop = loop
         self._signal_r, self._signal_w = os.pipe()
         self._notify_r, self._notify_w = os.pipe()
         for fd in (self._signal_r, self._signal_w, self._notify_r, self._notify_w):
@@ -58,14 +39,16 @@ class SignalInbox:
         _signal.set_wakeup_fd(self._signal_w, warn_on_full_buffer=False)
         sigstate.install()
         _signal.signal(_signal.SIGCHLD, sigstate.record)
-        self.loop.add_reader(self._signal_r, lambda: self._drain(self._signal_r))
-        self.loop.add_reader(self._notify_r, lambda: self._drain(self._notify_r))
+        if loop is not None:
+            loop.add_reader(self._signal_r, lambda: self._drain(self._signal_r))
+            loop.add_reader(self._notify_r, lambda: self._drain(self._notify_r))
         self._stop: int | None = None
 
     def close(self) -> None:
         _signal.set_wakeup_fd(-1)
-        self.loop.remove_reader(self._signal_r)
-        self.loop.remove_reader(self._notify_r)
+        if self.loop is not None:
+            self.loop.remove_reader(self._signal_r)
+            self.loop.remove_reader(self._notify_r)
         for fd in (self._signal_r, self._signal_w, self._notify_r, self._notify_w):
             os.close(fd)
 
@@ -80,21 +63,26 @@ class SignalInbox:
 
     def notify(self) -> None:
         """Wake `wait` from any thread."""
-        with contextlib.suppress(BlockingIOError):  # full: `wait` wakes anyway
+        try:  # noqa: SIM105 - contextlib would cost web mode's start an import
             os.write(self._notify_w, b"\0")
+        except BlockingIOError:
+            pass  # full: `wait` wakes anyway
 
     def wait(self, timeout: float | None) -> None:
         """Block until a signal arrives, `notify` is called, a loop event, or `timeout` passes."""
         if sigstate.pending():
             return
+        assert self.loop is not None, "an inbox without a loop cannot wait"
         self.loop.run_once(timeout)
 
     @staticmethod
     def _drain(fd: int) -> None:
         # One read: a pipe with more left stays readable, and the next wait
         # returns at once. The signals themselves are in sigstate.
-        with contextlib.suppress(BlockingIOError):
+        try:  # noqa: SIM105 - contextlib would cost web mode's start an import
             os.read(fd, 4096)
+        except BlockingIOError:
+            pass
 
     def take(self) -> list[int]:
         """The signals received since the last call, in order (SIGCHLD included)."""

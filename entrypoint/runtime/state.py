@@ -1,9 +1,16 @@
-"""The supervisor's state file, and `entrypoint health`, which reads it.
+"""The supervisor's published state: one JSON file, replaced atomically on every change.
 
-The supervisor rewrites the file (atomically: a temporary file, then rename) on
-every change of state, never on a timer. `health` trusts it only as far as the
-supervisor that wrote it is still alive: same pid AND same process start time,
-so a recycled pid is not mistaken for it.
+The supervisor writes it (a temporary file in the same directory, then a
+rename) whenever its state changes, never on a timer; `health` and `status`
+read it. Where the configured path cannot be written (a read-only root file
+system has no writable /tmp; another user's file holds the name), the state
+goes to the fallback `/dev/shm/entrypoint-state.<uid>.json`: Docker mounts a
+writable tmpfs at /dev/shm in every container, `--read-only` ones included.
+
+A reader trusts a state file only when it is a regular file owned by the
+reader's own user (or root), and the supervisor it names is alive: same pid,
+same start time (a recycled pid is not it), and an entrypoint by its command
+line (so that a file naming PID 1 or any other live process proves nothing).
 """
 
 from __future__ import annotations
@@ -11,48 +18,86 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import stat
 import time
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from entrypoint.plan.settings import Settings
+from entrypoint.records import asdict, dataclass, fields
+
+FALLBACK_DIR = "/dev/shm"  # noqa: S108 - a tmpfs in every container, writable under --read-only
+MAX_STATE = 1 << 16
+STATUS_LIMIT = 200  # characters of the child's STATUS= text kept
+
+
+class States:
+    """The values of `State.state`."""
+
+    STARTING = "starting"  # the supervisor is up, nothing else yet
+    WAITING = "waiting"  # for a dependency, at start or before a restart
+    STANDBY = "standby"  # another replica holds the lease
+    YIELDED = "yielded"  # a developer's handoff holds the queue
+    RUNNING = "running"
+    BACKOFF = "backoff"  # waiting to restart a child that failed
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
 class State:
+    """What the supervisor publishes. Times are wall-clock (time.time()) seconds."""
+
     mode: str
-    state: str  # starting, running, backoff, standby, stopping, stopped
+    state: str
     supervisor_pid: int
-    supervisor_start: str
+    supervisor_start: str  # the process's start time in clock ticks (/proc/PID/stat)
     child_pid: int | None = None
+    child_started: float | None = None
     restarts: int = 0
     last_exit: int | None = None
-    leader: bool | None = None
-    since: float = 0.0  # wall-clock time of the last change of state
+    last_exit_reason: str | None = None
+    leader: bool | None = None  # None: no lease in this mode
+    since: float = 0.0  # when `state` began
     detail: str = ""
+    restart_at: float | None = None  # in backoff: when the next start is due
+    stop_reason: str | None = None  # while stopping: stop, watchdog, memory, leadership...
+    ready: bool | None = None  # None: no READY=1 expected (ENTRYPOINT_NOTIFY off)
+    status: str | None = None  # the child's last STATUS= text
+    notify: bool = False  # WATCHDOG=1 datagrams are heartbeats
+    heartbeat: float | None = None  # the last WATCHDOG=1 (the heartbeat file is stat'ed instead)
+    heartbeat_file: str | None = None
+    heartbeat_max_age: float = 0.0  # 0: no limit
+    dependencies_ok: bool | None = None  # at the last probe the supervisor made
 
 
 def process_start(pid: int) -> str:
     """The start time of `pid` in clock ticks since boot ('' when unknown)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read().decode("ascii", "replace")
+            text = handle.read().decode("ascii", "replace")
     except OSError:
         return ""
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else ""
+    parts = text.rsplit(")", 1)[-1].split()
+    return parts[19] if len(parts) > 19 else ""
 
 
-def write_state(path: str, state: State) -> None:
-    """Replace the state file atomically; OSError when its directory is not writable."""
+def fallback_path() -> str:
+    return os.path.join(FALLBACK_DIR, f"entrypoint-state.{os.geteuid()}.json")
+
+
+def candidates(path: str) -> list[str]:
+    """Where a state may be, in the order a reader looks."""
+    fallback = fallback_path()
+    return [path] if os.path.abspath(path) == fallback else [path, fallback]
+
+
+def _write_one(path: str, data: bytes) -> None:
+    import tempfile
+
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=".entrypoint-state.", dir=directory)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(state), handle)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -60,19 +105,96 @@ def write_state(path: str, state: State) -> None:
         raise
 
 
-def read_state(path: str) -> State:
-    """The state in `path`; ValueError when it is not a state file."""
-    with open(path, encoding="utf-8") as handle:
-        data: Any = json.load(handle)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
+class StateStore:
+    """Writes `State` values; a failed write is reported (once per cause), never raised."""
+
+    def __init__(self, path: str, *, warn: object = None) -> None:
+        self.path = path
+        self.written_to: str | None = None
+        self._warn = warn  # callable(event, **fields) or None
+        self._failures: set[str] = set()
+
+    def write(self, state: State) -> bool:
+        data = json.dumps(asdict(state)).encode()
+        errors = []
+        for path in candidates(self.path):
+            try:
+                _write_one(path, data)
+            except OSError as exc:
+                errors.append(f"{path}: {exc.strerror or exc}")
+                continue
+            if path != self.written_to:
+                self._moved(path)
+            return True
+        key = "; ".join(errors)
+        if key not in self._failures and callable(self._warn):
+            self._failures.add(key)
+            self._warn("state_file_unwritable", path=self.path, error=key)
+        return False
+
+    def _moved(self, path: str) -> None:
+        previous, self.written_to = self.written_to, path
+        if previous is not None:
+            # A state left at the other place would be read first, and be stale.
+            with contextlib.suppress(OSError):
+                os.unlink(previous)
+        elif path != self.path and callable(self._warn):
+            self._warn("state_file_fallback", path=self.path, fallback=path)
+
+    def remove_stale(self) -> None:
+        """Remove this user's state left at the fallback by an earlier supervisor."""
+        if self.written_to != fallback_path():
+            with contextlib.suppress(OSError):
+                os.unlink(fallback_path())
+
+
+class Untrusted(Exception):
+    """A state file that proves nothing: the message says why (one line)."""
+
+
+def _read_one(path: str) -> State:
     try:
-        return State(**data)
-    except TypeError as exc:
-        raise ValueError(str(exc)) from None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise Untrusted(f"state file {path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STATE:
+            raise Untrusted(f"state file {path} is not a state file")
+        if info.st_uid not in (os.geteuid(), 0):
+            raise Untrusted(f"state file {path} belongs to another user (uid {info.st_uid})")
+        raw = os.read(fd, MAX_STATE)
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        known = {f.name for f in fields(State)}
+        return State(**{k: v for k, v in data.items() if k in known})
+    except (ValueError, TypeError) as exc:
+        raise Untrusted(f"state file {path} is unreadable or corrupt ({exc})") from None
 
 
-def _alive(pid: int) -> bool:
+def is_entrypoint(pid: int) -> bool:
+    """Whether `pid` runs this program (a console script, `-m entrypoint`, the bundle)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            words = handle.read().split(b"\0")
+    except OSError:
+        return False
+    for index, word in enumerate(words[:4]):
+        name = os.path.basename(word)
+        if name == b"entrypoint" or word.endswith(b"entrypoint/__main__.py"):
+            return True
+        if word == b"-m" and index + 1 < len(words) and words[index + 1] == b"entrypoint":
+            return True
+    return False
+
+
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -82,77 +204,46 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _ago(since: float) -> str:
-    seconds = max(0.0, time.time() - since)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+def read_trusted(path: str) -> State:
+    """The state of a live supervisor at `path` or its fallback; Untrusted saying why not."""
+    reasons = []
+    for candidate in candidates(path):
+        try:
+            state = _read_one(candidate)
+        except FileNotFoundError:
+            continue
+        except Untrusted as exc:
+            reasons.append(str(exc))
+            continue
+        pid = state.supervisor_pid
+        if (
+            not isinstance(pid, int)
+            or pid <= 0
+            or not alive(pid)
+            or (state.supervisor_start and process_start(pid) != state.supervisor_start)
+        ):
+            reasons.append(f"supervisor pid {pid} is not running (stale state file)")
+        elif not is_entrypoint(pid):
+            reasons.append(f"pid {pid} named by the state file is not an entrypoint supervisor")
+        else:
+            return state
+    if not reasons:
+        raise Untrusted(f"no supervisor state at {path} (not started yet, or not supervised)")
+    raise Untrusted(reasons[0])
 
 
-def supervised_health(path: str) -> tuple[bool, str]:
-    """(healthy, one line why) from the state file written by a supervisor."""
-    try:
-        state = read_state(path)
-    except FileNotFoundError:
-        return False, f"no supervisor state at {path} (not started yet, or not supervised)"
-    except (OSError, ValueError) as exc:
-        return False, f"state file {path} is unreadable or corrupt ({exc})"
-    if not _alive(state.supervisor_pid) or (
-        state.supervisor_start and process_start(state.supervisor_pid) != state.supervisor_start
-    ):
-        return False, f"supervisor pid {state.supervisor_pid} is not running (stale state file)"
-    if state.state == "running":
-        if state.child_pid is None or not _alive(state.child_pid):
-            return False, f"{state.mode}: child pid {state.child_pid} is gone"
-        return True, (
-            f"{state.mode}: child pid {state.child_pid} running for {_ago(state.since)}"
-            f", {state.restarts} restarts"
-        )
-    if state.state == "standby":
-        return True, f"{state.mode}: standby replica, another one holds the lease"
-    detail = f" ({state.detail})" if state.detail else ""
-    return False, f"{state.mode}: {state.state} for {_ago(state.since)}{detail}"
+def heartbeat_age(state: State, now: float | None = None) -> float | None:
+    """Seconds since the later of the child's start and its last heartbeat (None: no source).
 
-
-def check_health(settings: Settings) -> tuple[bool, str]:
-    """Supervised modes: the state file. Exec modes: ENTRYPOINT_HEALTH_URL, else the config."""
-    from entrypoint.errors import EntrypointError
-    from entrypoint.plan.modes import Run, build_plan, mode_spec
-
-    if mode_spec(settings).run is Run.SUPERVISE:
-        return supervised_health(settings.state_file)
-    try:
-        plan = build_plan(settings, dict(os.environ))
-    except EntrypointError as exc:
-        return False, f"{settings.mode}: configuration invalid: {exc.message}"
-    if plan.health is None:
-        return True, (
-            f"{plan.mode}: configuration valid (no ENTRYPOINT_HEALTH_URL to probe the server)"
-        )
-    from entrypoint.probes import ProbeError, probe
-
-    try:
-        detail = probe(plan.health, timeout=0.8)
-    except ProbeError as exc:
-        return False, f"{plan.mode}: {plan.health.display} is not healthy: {exc}"
-    return True, f"{plan.mode}: {plan.health.display} answered ({detail})"
-
-
-def main() -> int:
-    """`entrypoint health` without options: the HEALTHCHECK's path, kept off click."""
-    from entrypoint.errors import EntrypointError
-    from entrypoint.plan.settings import load, read_config_file
-
-    env = dict(os.environ)
-    try:
-        config = env.get("ENTRYPOINT_CONFIG", "").strip() or None
-        file = read_config_file(config) if config else None
-        # The image's CMD is not known here: a placeholder stands for it.
-        settings = load(flags={}, env=env, file=file, file_path=config, command=("true",))
-        healthy, why = check_health(settings)
-    except EntrypointError as exc:
-        healthy, why = False, f"configuration invalid: {exc.message}"
-    print(why)
-    return 0 if healthy else 1
+    A missing heartbeat file is "no heartbeat since the start".
+    """
+    if not (state.notify or state.heartbeat_file) or state.child_started is None:
+        return None
+    now = time.time() if now is None else now
+    beats = [state.child_started]
+    if state.notify and state.heartbeat is not None:
+        beats.append(state.heartbeat)
+    if state.heartbeat_file:
+        with contextlib.suppress(OSError):
+            beats.append(os.stat(state.heartbeat_file).st_mtime)
+    return max(0.0, now - max(beats))

@@ -1,9 +1,11 @@
 """The one impure loop: start the child, forward signals, restart, stop, reap.
 
-Everything waits in `SignalInbox.wait` with a timeout taken from the nearest
-deadline (kill, restart, lease renewal); with no deadline it blocks until a
-signal arrives. Decisions are delegated to `policy.decide`; the world (clock,
-spawn, reap, signal delivery, randomness) comes in through the constructor.
+Everything waits in `SignalInbox.wait` (the Loop) with a timeout taken from the
+nearest deadline (kill, restart, lease renewal, a watch's own); with no
+deadline it blocks until something arrives. Decisions are pure functions of
+`plan.policy`; the world (clock, spawn, reap, signal delivery, randomness, the
+dependency wait) comes in through the constructor, so that a scripted history
+can drive the loop in a unit test (tests/test_supervisor_scripted.py).
 """
 
 from __future__ import annotations
@@ -12,28 +14,68 @@ import os
 import random
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from entrypoint.errors import UnavailableError
-from entrypoint.plan.policy import Action, History, decide
+from entrypoint.errors import UnavailableError, signal_status
+from entrypoint.plan.policy import Action, Cause, History, Reason, decide, exit_reason
 from entrypoint.runtime import children, log
-from entrypoint.runtime.signals import SignalInbox, signal_name
-from entrypoint.runtime.state import State, process_start, write_state
-from entrypoint.sigstate import STOP_SIGNALS
+from entrypoint.runtime.state import State, States, StateStore, process_start
+from entrypoint.sigstate import STOP_SIGNALS, signal_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from entrypoint.lease import Lease
-    from entrypoint.plan.modes import Plan
+    from entrypoint.plan.modes import SupervisePlan
+    from entrypoint.runtime.signals import SignalInbox
 
 # How often a standby replica tries to take the lease, at most: takeover after a
 # leader dies is bounded by the lease TTL plus this.
 STANDBY_RETRY_MAX = 1.0
+# After the SIGKILL of a stop, how long the group and the descendants may take
+# to be gone; a process in uninterruptible sleep is reported, not waited for.
+KILL_SETTLE = 5.0
+# Descendants get at least this much of the grace after the child is gone.
+DESCENDANT_GRACE_MIN = 1.0
 
 
 class Stopped(Exception):
     """A stop signal arrived while no child was running."""
+
+
+class StopRequest:
+    """A watch's reason to stop the child now, and the event that says why."""
+
+    def __init__(self, cause: Cause, event: str, **fields: Any) -> None:
+        self.cause = cause
+        self.event = event
+        self.fields = fields
+
+
+class Watch(Protocol):
+    """A feature that watches the running child (heartbeats, memory, the handoff).
+
+    It registers its own fds with the loop if it has any, records what it
+    learns, and says when it next needs a look (`due`); `check` is called after
+    every wakeup while a child runs, and may ask for the child's stop.
+    """
+
+    def child_env(self) -> Mapping[str, str]: ...
+    def child_started(self, pid: int, now: float) -> None: ...
+    def child_exited(self) -> None: ...
+    def due(self) -> float | None: ...
+    def check(self, now: float) -> StopRequest | None: ...
+    def publish(self) -> Mapping[str, Any]: ...
+
+
+class Exit:
+    """How the child ended."""
+
+    def __init__(self, pid: int, code: int, uptime: float, cause: Cause | None) -> None:
+        self.pid = pid
+        self.code = code
+        self.uptime = uptime
+        self.cause = cause
 
 
 class Supervisor:
@@ -41,111 +83,140 @@ class Supervisor:
 
     def __init__(
         self,
-        plan: Plan,
+        plan: SupervisePlan,
         *,
         inbox: SignalInbox,
         lease: Lease | None = None,
+        watches: Sequence[Watch] = (),
         clock: Callable[[], float] = time.monotonic,
-        spawn: Callable[[Sequence[str]], int] = children.spawn,
+        wall: Callable[[], float] = time.time,
+        spawn: Callable[..., int] = children.spawn,
         reap: Callable[[], Iterable[tuple[int, int]]] = children.reap,
         send: Callable[..., bool] = children.send,
         rand: Callable[[], float] = random.random,
         wait_for_dependencies: Callable[..., bool] | None = None,
+        probe_dependencies: Callable[..., bool] | None = None,
+        oom_kills: Callable[[], int | None] = lambda: None,
+        descendants: Callable[[int], list[int]] = children.descendants,
+        group_alive: Callable[[int], bool] = children.group_alive,
+        store: StateStore | None = None,
         logger: Any = None,
     ) -> None:
         self.plan = plan
         self.inbox = inbox
         self.lease = lease
+        self.watches = tuple(watches)
         self.clock = clock
+        self.wall = wall
         self._spawn = spawn
         self._reap = reap
         self._send = send
         self._rand = rand
         self._wait_for_dependencies = wait_for_dependencies
+        self._probe_dependencies = probe_dependencies
+        self._oom_kills = oom_kills
+        self._descendants = descendants
+        self._group_alive = group_alive
         self.log = logger if logger is not None else log.get_logger()
+        self.store = store or StateStore(plan.state_file, warn=self.log.warning)
         self.history = History()
         self.restarts = 0
-        self.last_exit: int | None = None
+        self.starts = 0
+        self.last_exit: Exit | None = None
+        self.last_reason: Reason | None = None
         self.child: int | None = None
+        self.child_started_at = 0.0  # monotonic
+        self.child_started_wall: float | None = None
         self.leader = False
         self.lease_valid_until = 0.0
-        self._state_broken = False
-        self._start_id = process_start(os.getpid())
+        self.dependencies_ok: bool | None = None
+        self.backoff_until: float | None = None
+        self._state = States.STARTING
+        self._state_since = wall()
+        self._detail = ""
+        self._stop_reason: str | None = None
+        self._restart_at: float | None = None
+        self._next_lease_check = 0.0
+        self._last_renewed = 0.0
+        self._pid = os.getpid()
+        self._start_id = process_start(self._pid)
 
     # -- the loop -----------------------------------------------------------
 
     def run(self) -> int:
-        """Supervise until stopped or given up; return the exit status for the entrypoint."""
+        """Supervise until stopped, done or given up; return the entrypoint's exit status."""
         try:
             return self._run()
         except Stopped:
             return self._finish_without_child()
         finally:
+            self._release_lease()
             if self.lease is not None:
-                self._release_lease()
                 self.lease.close()
 
     def _run(self) -> int:
         self._take_signals()
-        wait = self._wait_for_dependencies if self.plan.wait and self.plan.dependencies else None
-        self._write("starting", detail="waiting for dependencies" if wait else "")
-        if wait is not None and not wait(
-            self.plan.dependencies,
-            timeout=self.plan.wait_timeout,
-            probe_timeout=self.plan.probe_timeout,
-            inbox=self.inbox,
-        ):
-            raise Stopped
-        self._take_signals()
+        self._publish(States.STARTING)
+        if self.plan.wait and self.plan.dependencies:
+            self._wait_dependencies()
         while True:
             if self.lease is not None and not self.leader:
                 self._standby()
-            code, lost = self._run_child()
+            ended = self._run_child()
             if self.inbox.stop_requested:
-                self._write("stopped")
-                self.log.info("stop_finished", exit_code=code)
-                return code
-            if lost:
-                continue
+                return self._finish(ended.code)
+            if ended.cause is Cause.LEADERSHIP and not self.leader:
+                continue  # back to standby; nothing failed
             decision = decide(
                 self.plan.restart,
                 self.history,
-                exit_code=code,
-                uptime=self._uptime,
+                exit_code=ended.code,
+                uptime=ended.uptime,
                 now=self.clock(),
                 rand=self._rand(),
+                cause=ended.cause,
             )
             self.history = decision.history
+            if decision.action is Action.EXIT:
+                self._publish(States.STOPPED, detail=decision.reason)
+                self.log.info("stop_finished", exit_code=ended.code, reason=decision.reason)
+                return ended.code
             if decision.action is Action.GIVE_UP:
-                self._write("stopped", detail=f"gave up: {decision.reason}")
-                self.log.error("gave_up", exit_code=code, reason=decision.reason)
-                return code
+                self._publish(States.STOPPED, detail=f"gave up: {decision.reason}")
+                self.log.error("gave_up", exit_code=ended.code, reason=decision.reason)
+                return ended.code
             self.restarts += 1
             self.log.info(
                 "restart_scheduled",
                 delay_s=round(decision.delay, 3),
                 attempt=decision.attempt,
                 reason=decision.reason,
-                exit_code=code,
+                exit_code=ended.code,
             )
+            if decision.probe_first and self.plan.dependencies and self._deps_down():
+                continue  # waited for them: the wait was the backoff
             if decision.delay > 0:
-                self._write("backoff", detail=f"restart in {decision.delay:.1f} s")
                 self._sleep(decision.delay)
 
-    def _run_child(self) -> tuple[int, bool]:
-        """Start the child and wait for its end: (exit code, whether leadership was lost)."""
+    def _run_child(self) -> Exit:
+        """Start the child and wait for its end."""
         self._take_signals()
         if self.inbox.stop_requested:
             raise Stopped
-        pid = self._spawn(self.plan.argv)
-        self.child = pid
-        self._started = self.clock()
+        oom_before = self._oom_kills()
+        pid = self._spawn(self.plan.argv, env=self._child_env())
+        now = self.clock()
+        self.child, self.child_started_at, self.child_started_wall = pid, now, self.wall()
+        self.starts += 1
+        for watch in self.watches:
+            watch.child_started(pid, now)
         log.bind(child_pid=pid)
         self.log.info("child_started", pid=pid, argv=list(self.plan.argv))
-        self._write("running")
-        kill_at: float | None = None  # set once a stop (signal or lost lease) is under way
-        stop_signalled = lost = False
-        while True:
+        self._publish(States.RUNNING)
+        kill_at: float | None = None  # set once a stop of the child is under way
+        cause: Cause | None = None
+        code = None
+        while code is None:
             code = self._reap_child(pid)
             if code is not None:
                 break
@@ -154,30 +225,57 @@ class Supervisor:
                 self._escalate(pid)
                 kill_at = float("inf")
             if self.leader and not self._renew(now):
-                lost = True
-                lost_kill_at = self._stop_for_lost_lease(pid, now)
-                kill_at = lost_kill_at if kill_at is None else min(kill_at, lost_kill_at)
-            self.inbox.wait(self._timeout(now, kill_at))
+                at = self._stop_child(pid, Cause.LEADERSHIP, now, self._lease_deadline(now))
+                cause, kill_at = cause or Cause.LEADERSHIP, _earliest(kill_at, at)
+            if cause is None:
+                for watch in self.watches:
+                    request = watch.check(now)
+                    if request is not None:
+                        self.log.warning(request.event, **request.fields)
+                        cause = request.cause
+                        kill_at = self._stop_child(pid, cause, now)
+                        break
+            self.inbox.wait(self._timeout(now, kill_at, *(w.due() for w in self.watches)))
             for signum in self._take_signals():
-                if signum in STOP_SIGNALS and not stop_signalled:
-                    stop_signalled = True
-                    stop_at = self._begin_stop(pid, signum)
-                    kill_at = stop_at if kill_at is None else min(kill_at, stop_at)
+                if signum in STOP_SIGNALS and cause is not Cause.STOP:
+                    at = self._begin_stop(pid, signum)
+                    cause, kill_at = Cause.STOP, _earliest(kill_at, at)
                 else:
                     self._forward(pid, signum)  # a second stop signal too: "stop now"
-        uptime = self.clock() - self._started
-        self._uptime = uptime
-        self.child = None
-        self.last_exit = code
+        uptime = self.clock() - self.child_started_at
+        signalled = code > 128 and code - 128 < signal.NSIG
+        oom = signalled and _grew(oom_before, self._oom_kills())
+        reason = exit_reason(code, cause, signalled=signalled, oom_killed=oom)
+        self.child, self.child_started_wall = None, None
+        for watch in self.watches:
+            watch.child_exited()
+        self.last_exit, self.last_reason = Exit(pid, code, uptime, cause), reason
         log.unbind("child_pid")
-        self.log.info("child_exited", pid=pid, exit_code=code, uptime_s=round(uptime, 3))
-        return code, lost
+        self.log.info(
+            "child_exited", pid=pid, exit_code=code, uptime_s=round(uptime, 3), reason=str(reason)
+        )
+        if cause is not None:
+            self._settle(pid, kill_at)
+        return self.last_exit
+
+    def _child_env(self) -> dict[str, str] | None:
+        extra: dict[str, str] = {}
+        for watch in self.watches:
+            extra.update(watch.child_env())
+        if self.plan.leader_env:
+            extra[self.plan.leader_env] = "true" if self.leader else "false"
+            token = getattr(self.lease, "token", None)
+            if self.leader and token is not None:
+                extra["ENTRYPOINT_LEASE_TOKEN"] = str(token)
+        elif self.lease is not None and getattr(self.lease, "token", None) is not None:
+            extra["ENTRYPOINT_LEASE_TOKEN"] = str(self.lease.token)  # type: ignore[attr-defined]
+        return {**os.environ, **extra} if extra else None
 
     # -- stop ---------------------------------------------------------------
 
     def _begin_stop(self, pid: int, signum: int) -> float:
         """Forward the (translated) stop signal; return the moment of SIGKILL."""
-        self._write("stopping")
+        self._publish(States.STOPPING, stop_reason="stop")
         self.log.info(
             "stop_started",
             signal=signal_name(signum),
@@ -186,6 +284,13 @@ class Supervisor:
         )
         self._forward(pid, signum)
         return self.clock() + self.plan.stop.timeout
+
+    def _stop_child(self, pid: int, cause: Cause, now: float, latest: float | None = None) -> float:
+        """Stop the child as a stop does, for `cause`; return the moment of SIGKILL."""
+        self._publish(States.STOPPING, stop_reason=str(cause))
+        self._forward(pid, signal.SIGTERM)  # translated to ENTRYPOINT_STOP_SIGNAL
+        at = now + self.plan.stop.timeout
+        return min(at, latest) if latest is not None else at
 
     def _forward(self, pid: int, signum: int) -> None:
         if signum in STOP_SIGNALS and self.plan.stop.signal is not None:
@@ -200,10 +305,57 @@ class Supervisor:
             "stop_escalated", signal="SIGKILL", pid=pid, timeout_s=self.plan.stop.timeout
         )
 
+    def _settle(self, pid: int, kill_at: float | None) -> None:
+        """After the child of a stop: its group gone, and every descendant it left behind.
+
+        A process that left the child's group (a double fork, setsid) was
+        re-parented to the entrypoint: it gets the stop signal, then SIGKILL once
+        what is left of the grace has passed (at least DESCENDANT_GRACE_MIN).
+        As PID 1 the kernel would SIGKILL them anyway, without any grace.
+        """
+        now = self.clock()
+        deadline = max(kill_at if kill_at not in (None, float("inf")) else now, now)
+        deadline = max(deadline, now + DESCENDANT_GRACE_MIN)
+        left = [p for p in self._descendants(self._pid) if p != pid]
+        stop = self.plan.stop.signal or self.inbox.stop_signal or signal.SIGTERM
+        for other in left:
+            self._send(other, stop, group=False)
+        if left:
+            self.log.info("descendants_stopping", count=len(left), signal=signal_name(stop))
+        killed = False
+        settle_until = deadline + KILL_SETTLE
+        while True:
+            for _ in self._reap():
+                pass
+            left = [p for p in self._descendants(self._pid) if p != pid]
+            group = self._group_alive(pid)
+            if not left and not group:
+                return
+            now = self.clock()
+            if now >= deadline and not killed:
+                for other in left:
+                    self._send(other, signal.SIGKILL, group=False)
+                self._send(pid, signal.SIGKILL, group=True)
+                if left:
+                    self.log.warning("descendants_killed", count=len(left), signal="SIGKILL")
+                killed = True
+            if now >= settle_until:
+                self.log.warning("descendants_left", pids=left[:20], group=group)
+                return
+            self.inbox.wait(min(0.05, max(0.0, (deadline if not killed else settle_until) - now)))
+            self._take_signals()
+
+    def _finish(self, code: int) -> int:
+        self._release_lease()
+        self._publish(States.STOPPED)
+        self.log.info("stop_finished", exit_code=code)
+        return code
+
     def _finish_without_child(self) -> int:
         stop = self.inbox.stop_signal or signal.SIGTERM
-        code = self.last_exit if self.last_exit is not None else 128 + stop
-        self._write("stopped")
+        code = self.last_exit.code if self.last_exit is not None else signal_status(stop)
+        self._release_lease()
+        self._publish(States.STOPPED)
         self.log.info("stop_finished", exit_code=code, child_running=False)
         return code
 
@@ -228,17 +380,19 @@ class Supervisor:
         pending = [d for d in deadlines if d is not None and d != float("inf")]
         if self.leader:
             pending.append(self._next_lease_check)
+            pending.append(self.lease_valid_until)
         if not pending:
             return None
         return max(0.0, min(pending) - now)
 
     def _sleep(self, seconds: float) -> None:
-        """Sleep `seconds`, reaping orphans and keeping the lease; raise Stopped on a stop.
+        """Sleep in backoff, reaping orphans and keeping the lease; raise Stopped on a stop.
 
-        A leader that loses its lease while it sleeps (in backoff) wakes at once,
-        to go back to standby rather than start a child it may no longer run.
+        A leader that loses its lease while it sleeps wakes at once, to go back
+        to standby rather than start a child it may no longer run.
         """
         until = self.clock() + seconds
+        self._publish(States.BACKOFF, restart_at=self.wall() + seconds)
         while True:
             self._take_signals()
             if self.inbox.stop_requested:
@@ -248,12 +402,39 @@ class Supervisor:
                 return
             self.inbox.wait(self._timeout(now, until))
 
-    # -- leader lease -------------------------------------------------------
+    def _wait_dependencies(self) -> None:
+        """Wait until every dependency answers; raise Stopped on a stop, Unavailable at the end."""
+        wait = self._wait_for_dependencies
+        if wait is None:
+            return
+        self._publish(States.WAITING, detail="waiting for dependencies")
+        self.dependencies_ok = False
+        ready = wait(
+            self.plan.dependencies,
+            timeout=self.plan.wait_timeout,
+            probe_timeout=self.plan.probe_timeout,
+            inbox=self.inbox,
+        )
+        self._take_signals()
+        if not ready or self.inbox.stop_requested:
+            raise Stopped
+        self.dependencies_ok = True
 
-    _next_lease_check = 0.0
-    _last_renewed = 0.0
-    _started = 0.0
-    _uptime = 0.0
+    def _deps_down(self) -> bool:
+        """Before a restart after a failure: True when a dependency was down (and is back)."""
+        probe = self._probe_dependencies
+        if probe is None:
+            return False
+        if probe(self.plan.dependencies, probe_timeout=self.plan.probe_timeout, inbox=self.inbox):
+            self.dependencies_ok = True
+            return False
+        self._take_signals()
+        if self.inbox.stop_requested:
+            raise Stopped
+        self._wait_dependencies()
+        return True
+
+    # -- leader lease -------------------------------------------------------
 
     def _standby(self) -> None:
         """Wait for the lease; raise Stopped on a stop signal."""
@@ -270,7 +451,7 @@ class Supervisor:
                 acquired = self.lease.acquire()
                 error = None
             except LeaseUnavailable as exc:
-                if getattr(exc, "permanent", False):
+                if exc.permanent:
                     raise UnavailableError(f"leader lease at {self._lease_where}: {exc}") from None
                 acquired, error = False, str(exc)
             if acquired:
@@ -281,11 +462,16 @@ class Supervisor:
                 self.log.info("leader_acquired", key=self._lease_key, ttl_s=self.lease.ttl)
                 return
             if not announced:
-                self._write("standby", detail="another replica holds the lease")
+                self._publish(States.STANDBY, detail="another replica holds the lease")
                 self.log.info("leader_standby", key=self._lease_key, reason=error or "held")
                 announced = True
             retry = min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (0.5 + 0.5 * self._rand())
-            self._sleep(retry)
+            until = self.clock() + retry
+            while self.clock() < until:
+                self._take_signals()
+                if self.inbox.stop_requested:
+                    raise Stopped
+                self.inbox.wait(max(0.0, until - self.clock()))
 
     @property
     def _lease_where(self) -> str:
@@ -295,14 +481,27 @@ class Supervisor:
     def _lease_key(self) -> str:
         return self.plan.lease.key if self.plan.lease else ""
 
+    def _lease_deadline(self, now: float) -> float:
+        """The last moment the child may run: just before the lease can expire."""
+        assert self.lease is not None
+        margin = min(1.0, self.lease.ttl / 10)
+        return max(now, self.lease_valid_until - margin)
+
     def _renew(self, now: float) -> bool:
-        """Renew the lease when due (child running or not); False once leadership is lost."""
+        """Renew the lease when due (child running or not); False once leadership is lost.
+
+        Checked first on every wakeup: a leader frozen past its lease (SIGSTOP,
+        docker pause) learns from the clock alone, before any round trip, that
+        another replica may hold the lease by now.
+        """
         from entrypoint.lease import LeaseUnavailable
 
         assert self.lease is not None
+        ttl = self.lease.ttl
+        if now >= self.lease_valid_until:
+            return self._lose("the lease expired before it could be renewed")
         if now < self._next_lease_check:
             return True
-        ttl = self.lease.ttl
         try:
             held: bool | None = self.lease.renew()
             error = None
@@ -318,19 +517,13 @@ class Supervisor:
             self._next_lease_check = now + min(1.0, ttl / 6)
             self.log.warning("leader_renew_failed", key=self._lease_key, reason=error)
             return True
+        return self._lose(error if held is None else "the lease is held by another replica")
+
+    def _lose(self, reason: str | None) -> bool:
         self.leader = False
         self._next_lease_check = float("inf")
-        reason = error if held is None else "the lease is held by another replica"
         self.log.warning("leader_lost", key=self._lease_key, reason=reason)
         return False
-
-    def _stop_for_lost_lease(self, pid: int, now: float) -> float:
-        """Stop the child at once; SIGKILL no later than just before the lease expires."""
-        assert self.lease is not None
-        self._write("stopping", detail="leadership lost")
-        self._forward(pid, signal.SIGTERM)  # translated to ENTRYPOINT_STOP_SIGNAL
-        margin = min(1.0, self.lease.ttl / 10)
-        return min(now + self.plan.stop.timeout, max(now, self.lease_valid_until - margin))
 
     def _release_lease(self) -> None:
         if self.lease is not None and self.leader:
@@ -338,27 +531,52 @@ class Supervisor:
             self.leader = False
             self.log.info("leader_released", key=self._lease_key)
 
-    # -- state file ---------------------------------------------------------
+    # -- state --------------------------------------------------------------
 
-    def _write(self, state: str, *, detail: str = "") -> None:
-        if self._state_broken:
-            return
-        try:
-            write_state(
-                self.plan.state_file,
-                State(
-                    mode=self.plan.mode,
-                    state=state,
-                    supervisor_pid=os.getpid(),
-                    supervisor_start=self._start_id,
-                    child_pid=self.child,
-                    restarts=self.restarts,
-                    last_exit=self.last_exit,
-                    leader=self.leader if self.lease is not None else None,
-                    since=time.time(),
-                    detail=detail,
-                ),
+    def _publish(
+        self,
+        state: str,
+        *,
+        detail: str = "",
+        restart_at: float | None = None,
+        stop_reason: str | None = None,
+    ) -> None:
+        if state != self._state:
+            self._state, self._state_since = state, self.wall()
+        self._detail, self._restart_at, self._stop_reason = detail, restart_at, stop_reason
+        self.write_state()
+
+    def write_state(self) -> None:
+        """Publish the current state (also called by watches when what they know changes)."""
+        extra: dict[str, Any] = {}
+        for watch in self.watches:
+            extra.update(watch.publish())
+        last = self.last_exit
+        self.store.write(
+            State(
+                mode=self.plan.mode,
+                state=self._state,
+                supervisor_pid=self._pid,
+                supervisor_start=self._start_id,
+                child_pid=self.child,
+                child_started=self.child_started_wall,
+                restarts=self.restarts,
+                last_exit=last.code if last else None,
+                last_exit_reason=str(self.last_reason) if self.last_reason else None,
+                leader=self.leader if self.lease is not None else None,
+                since=self._state_since,
+                detail=self._detail,
+                restart_at=self._restart_at,
+                stop_reason=self._stop_reason,
+                dependencies_ok=self.dependencies_ok,
+                **extra,
             )
-        except OSError as exc:
-            self._state_broken = True
-            self.log.warning("state_file_unwritable", path=self.plan.state_file, error=str(exc))
+        )
+
+
+def _earliest(current: float | None, candidate: float) -> float:
+    return candidate if current is None else min(current, candidate)
+
+
+def _grew(before: int | None, after: int | None) -> bool:
+    return before is not None and after is not None and after > before

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import tenacity
 
@@ -51,10 +51,14 @@ class Inbox(Protocol):
 @dataclass(frozen=True)
 class Backoff:
     """Exponential backoff with jitter between attempts: initial * 2^n + U(0, jitter),
-    capped at `maximum`. Backoff(0, 0, 0) retries at once (tests)."""
+    capped at `maximum`. Backoff(0, 0, 0) retries at once (tests).
+
+    At most 2 s apart: the child starts within about 2 s of its dependency
+    answering, at start as before a restart after a failure.
+    """
 
     initial: float = 0.25
-    maximum: float = 5.0
+    maximum: float = 1.75
     jitter: float = 0.25
 
     def strategy(self) -> tenacity.wait.wait_base:
@@ -78,6 +82,15 @@ class _Outcome:
     permanent: bool = False
 
 
+class _Quiet:
+    """The logger of a wait that must not speak (the probe before a restart)."""
+
+    def info(self, *_args: object, **_fields: object) -> None:
+        pass
+
+    error = info
+
+
 class _Waiter:
     """One dependency's retry loop, run in its own daemon thread."""
 
@@ -92,6 +105,7 @@ class _Waiter:
         cancel: threading.Event,
         probe_fn: Probe,
         clock: Clock,
+        quiet: bool = False,
     ) -> None:
         self.dep = dep
         self.timeout = max(timeout, 0.0)
@@ -107,8 +121,10 @@ class _Waiter:
         self.last_reason = "no attempt finished in time"
         self.last_logged: float | None = None
         self.outcome: _Outcome | None = None
-        self.log = get_logger().bind(
-            dependency=dep.display, source=dep.source, depth=str(dep.depth)
+        self.log: Any = (
+            _Quiet()
+            if quiet
+            else get_logger().bind(dependency=dep.display, source=dep.source, depth=str(dep.depth))
         )
 
     def run(self) -> None:
@@ -207,6 +223,7 @@ def wait_for(
     backoff: Backoff | None = None,
     probe_fn: Probe = _default_probe,
     clock: Clock = time.monotonic,
+    quiet: bool = False,
 ) -> bool:
     """Wait until every dependency is ready: True; False when a stop signal came first.
 
@@ -226,6 +243,7 @@ def wait_for(
             cancel=cancel,
             probe_fn=probe_fn,
             clock=clock,
+            quiet=quiet,
         )
         for dep in deps
     ]
@@ -307,18 +325,24 @@ class CheckResult:
     detail: str  # the probe's detail when ok, the reason when not
     permanent: bool = False
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "dependency": self.dependency,
-            "source": self.source,
-            "scheme": self.scheme,
-            "depth": str(self.depth),
-            "ok": self.ok,
-            "latency_ms": self.latency_ms,
-            "detail": self.detail if self.ok else None,
-            "reason": None if self.ok else self.detail,
-            "permanent": self.permanent,
-        }
+
+def all_up(
+    deps: Sequence[Dependency],
+    *,
+    probe_timeout: float,
+    inbox: Inbox,
+    probe_fn: Probe = _default_probe,
+) -> bool:
+    """One quiet attempt per dependency: whether every one answers now.
+
+    A stop signal ends it at once (False: the caller sees the stop in `inbox`).
+    """
+    try:
+        return wait_for(
+            deps, timeout=0, probe_timeout=probe_timeout, inbox=inbox, probe_fn=probe_fn, quiet=True
+        )
+    except UnavailableError:
+        return False
 
 
 def check(
@@ -373,25 +397,3 @@ def _result(
         detail=redact_text(text, dep.secrets),
         permanent=permanent,
     )
-
-
-def render_table(results: Sequence[CheckResult]) -> str:
-    """The human table of `entrypoint check`."""
-    if not results:
-        return "no dependency to check"
-    header = ("DEPENDENCY", "SOURCE", "DEPTH", "STATUS", "LATENCY", "DETAIL")
-    rows = [header]
-    for r in results:
-        status = "ok" if r.ok else ("failed, permanent" if r.permanent else "failed")
-        rows.append(
-            (r.dependency, r.source, str(r.depth), status, f"{r.latency_ms:.0f} ms", r.detail)
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(width) if i == 4 else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
-        ]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
-    return "\n".join(lines)
