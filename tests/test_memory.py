@@ -259,6 +259,38 @@ def test_v1_limit_takes_the_hierarchical_one(tmp_path: Path) -> None:
     assert memory.memory_limit(cgroup) is None
 
 
+def test_v1_oom_kills_add_the_sub_cgroups(tmp_path: Path) -> None:
+    """v1 counts each cgroup's own kills: a child in a sub-cgroup is still this cgroup's."""
+    control = "oom_kill_disable 0\nunder_oom 0\noom_kill {}\n"
+    write_files(tmp_path, {"memory.oom_control": control.format(2)})
+    write_files(tmp_path / "a", {"memory.oom_control": control.format(3)})
+    write_files(tmp_path / "a" / "b", {"memory.oom_control": control.format(5)})
+    write_files(tmp_path / "c", {})
+    assert memory.oom_kills(Cgroup(1, str(tmp_path), str(tmp_path))) == 10
+    assert memory.oom_kills(Cgroup(1, str(tmp_path / "a"), str(tmp_path))) == 8
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n")
+    assert memory.oom_kills(Cgroup(1, str(tmp_path), str(tmp_path))) is None  # before 4.13
+
+
+@pytest.mark.parametrize(
+    ("signal_number", "before", "after", "oom"),
+    [
+        (signal.SIGKILL, 0, 1, True),
+        (signal.SIGKILL, 3, 5, True),
+        (signal.SIGKILL, 1, 1, False),
+        (signal.SIGTERM, 0, 1, False),
+        (None, 0, 1, False),
+        (signal.SIGKILL, None, 1, False),
+        (signal.SIGKILL, 0, None, False),
+        (signal.SIGKILL, 2, 0, False),  # a v1 sub-cgroup removed meanwhile
+    ],
+)
+def test_was_oom_kill(
+    signal_number: int | None, before: int | None, after: int | None, oom: bool
+) -> None:
+    assert memory.was_oom_kill(signal_number, before, after) is oom
+
+
 def test_unreadable_or_garbled_files_are_unknown(tmp_path: Path) -> None:
     write_files(tmp_path, {"memory.max": "garbage", "memory.events": "oom_kill lots\n"})
     for version in (1, 2):
@@ -412,8 +444,11 @@ def _limited_v2(here: Cgroup, name: str, limit: int) -> tuple[Path, Path] | None
 
 
 @contextlib.contextmanager
-def limited_cgroup(limit: int) -> Iterator[Path]:
-    """A fresh memory cgroup `inner` under one `outer` that has the limit; removed after."""
+def limited_cgroup(limit: int) -> Iterator[tuple[Cgroup, Path]]:
+    """A fresh memory cgroup `inner` under one `outer` that has the limit; removed after.
+
+    Yields (`outer` as a Cgroup, `inner`'s directory).
+    """
     here = memory.find_cgroup()
     if os.geteuid() != 0:
         missing("creating a memory cgroup needs root")
@@ -433,7 +468,7 @@ def limited_cgroup(limit: int) -> Iterator[Path]:
     assert made is not None
     outer, inner = made
     try:
-        yield inner
+        yield Cgroup(here.version, str(outer), here.mount_point), inner
     finally:
         back = Path(here.path)
         for directory in (inner, outer):
@@ -442,7 +477,8 @@ def limited_cgroup(limit: int) -> Iterator[Path]:
 
 
 def test_an_oom_kill_is_counted_and_the_victim_dies_of_sigkill() -> None:
-    with limited_cgroup(64 * MIB) as inner:
+    with limited_cgroup(64 * MIB) as (outer, inner):
+        outer_before = memory.oom_kills(outer)
         out = subprocess.run(
             [*TREE, "oom", str(inner)],
             capture_output=True,
@@ -453,8 +489,12 @@ def test_an_oom_kill_is_counted_and_the_victim_dies_of_sigkill() -> None:
         )
         assert out.returncode == 0, out.stderr
         seen = json.loads(out.stdout)
+        outer_after = memory.oom_kills(outer)
     assert seen["cgroup"] == str(inner)
     assert seen["signal"] == signal.SIGKILL, seen
     assert isinstance(seen["before"], int)
     assert seen["after"] == seen["before"] + 1
     assert seen["limit"] == 64 * MIB  # from the parent: v1 hierarchical, v2 ancestors
+    # Read from above, the kill counts too (v2 counts up the tree; v1 adds the sub-cgroups).
+    assert outer_before is not None
+    assert outer_after == outer_before + 1

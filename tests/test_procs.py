@@ -147,10 +147,16 @@ def test_stopped_and_zombie_for_real() -> None:
             _, status = os.waitpid(child.pid, os.WUNTRACED)
             assert os.WIFSTOPPED(status)
             assert procs.read_state(child.pid) is State.STOPPED
+            assert procs.states_of([child.pid, os.getpid()]) == {
+                child.pid: State.STOPPED,
+                os.getpid(): State.RUNNING,
+            }
             os.kill(child.pid, signal.SIGKILL)
             # WNOWAIT leaves it a zombie: its exit is known, its entry is still there.
             os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
             assert procs.read_state(child.pid) is State.ZOMBIE
+            child.wait(10)
+            assert procs.states_of([child.pid]) == {}
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)

@@ -16,6 +16,7 @@ limit and its OOM counter are the child's.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -312,19 +313,48 @@ def memory_limit(cgroup: Cgroup | None = None) -> int | None:
 
 
 def oom_kills(cgroup: Cgroup | None = None) -> int | None:
-    """How many processes of this cgroup the OOM killer has killed, or None when unknown.
+    """How many processes of this cgroup and its descendants the OOM killer has killed.
 
-    v2 `memory.events` `oom_kill` (it counts the cgroup's descendants too);
-    v1 `memory.oom_control` `oom_kill` (this cgroup only; absent before
-    Linux 4.13). The kernel counts a kill before it sends the SIGKILL, so a
-    child seen dead of SIGKILL is already counted. Global (host) OOM kills
-    count too. `cgroup` defaults to `find_cgroup()`.
+    None when unknown (no memory controller, or v1 before Linux 4.13). v2:
+    `memory.events` `oom_kill`, which the kernel counts up the tree. v1:
+    `memory.oom_control` `oom_kill` counts its own cgroup only, so the
+    descendants' are added (a sub-cgroup removed meanwhile takes its count
+    with it). The kernel counts a kill before it sends the SIGKILL, so a
+    child seen dead of SIGKILL is already counted. Kills by the host's own
+    OOM killer count too. `cgroup` defaults to `find_cgroup()`.
     """
     cgroup = cgroup or find_cgroup()
     if cgroup is None:
         return None
     if cgroup.version == 2:
         events = parse_memory_events(_read(os.path.join(cgroup.path, "memory.events")) or "")
-    else:
-        events = parse_oom_control(_read(os.path.join(cgroup.path, "memory.oom_control")) or "")
-    return events.get("oom_kill")
+        return events.get("oom_kill")
+    own = _v1_oom_kills(cgroup.path)
+    if own is None:
+        return None
+    for top, directories, _ in os.walk(cgroup.path):
+        own += sum(_v1_oom_kills(os.path.join(top, name)) or 0 for name in directories)
+    return own
+
+
+def _v1_oom_kills(path: str) -> int | None:
+    return parse_oom_control(_read(os.path.join(path, "memory.oom_control")) or "").get("oom_kill")
+
+
+def was_oom_kill(
+    signal_number: int | None, kills_before: int | None, kills_after: int | None
+) -> bool:
+    """Whether a child that died of `signal_number` was killed by the OOM killer.
+
+    True when it died of SIGKILL and the cgroup's count went up since
+    `kills_before` (read just before the child was started). The caller
+    asks only about a SIGKILL it did not send itself: its own stop reasons
+    come first. Another process of the cgroup killed meanwhile (a pool
+    worker) makes a SIGKILL from someone else read as an OOM kill too.
+    """
+    return (
+        signal_number == signal.SIGKILL
+        and kills_before is not None
+        and kills_after is not None
+        and kills_after > kills_before
+    )

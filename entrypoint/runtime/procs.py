@@ -118,6 +118,16 @@ def read_state(pid: int) -> State | None:
     return stat.condition if stat is not None else None
 
 
+def states_of(pids: Iterable[int]) -> dict[int, State]:
+    """The State of each of `pids` that still exists (to name the ones a SIGKILL cannot end)."""
+    found = {}
+    for pid in pids:
+        state = read_state(pid)
+        if state is not None:
+            found[pid] = state
+    return found
+
+
 def scan() -> list[ProcStat]:
     """Every process /proc lists now (thread group leaders: threads are not listed)."""
     found = []
