@@ -156,8 +156,9 @@ def memory_cgroup_candidates(
     files), else the v2 line. The path is taken relative to the mount's root:
     inside a cgroup namespace the path is `/` and the container's cgroup is
     the mount itself; without one (Docker on v1) the path is the full
-    `/docker/ID` and so is the mount's root. A path outside every mount's root
-    (a process moved out of its namespace) falls back to the mount point.
+    `/docker/ID` and so is the mount's root. The mount point itself comes
+    last, for a path outside every mount's root (a process moved out of its
+    namespace) or a directory that is not there.
     """
     listed = list(lines)
     mounts = list(mounts)
