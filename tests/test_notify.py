@@ -10,6 +10,7 @@ fds without a barrier, many fds, a flood.
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import functools
 import json
@@ -17,6 +18,7 @@ import os
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -805,3 +807,24 @@ def test_upstream_to_a_path_and_its_failures(tmp_path: Path) -> None:
     finally:
         upstream.close()
         target.close()
+
+
+@pytest.mark.timeout(20)  # the linger time is 60 s: a close that waits for it fails here
+def test_a_passed_socket_that_lingers_does_not_stall_the_loop(receiver: Receiver) -> None:
+    """close() of a socket with SO_LINGER and unsent data would wait for the linger time."""
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    accepted, _peer = server.accept()  # never read: the client's data cannot drain
+    try:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 60))
+        client.settimeout(0.0)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                client.send(b"x" * 65536)
+        send(receiver, b"READY=1", [client.fileno()])
+        os.close(client.detach())  # the one in flight is the last reference now
+        receiver.pump_until(lambda: receiver.messages, timeout=10)
+        assert receiver.socket.totals == {notify.FDS_CLOSED: 1}
+    finally:
+        accepted.close()
+        server.close()
