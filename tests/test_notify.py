@@ -477,14 +477,18 @@ print(libsystemd.sd_watchdog_enabled(0, ctypes.byref(usec)), usec.value)
 
 # What a supervisor that forks before exec can do, as systemd does: the child
 # sets WATCHDOG_PID to its own pid, then execs.
-FORK_THEN_EXEC = """
+FORK_THEN_EXEC = [
+    sys.executable,
+    "-c",
+    """
 import os, sys
 pid = os.fork()
 if pid == 0:
     env = dict(os.environ, WATCHDOG_PID=str(os.getpid()))
-    os.execve(sys.executable, [sys.executable, "-c", sys.argv[1]], env)
+    os.execvpe(sys.argv[1], sys.argv[1:], env)
 os.waitpid(pid, 0)
-"""
+""",
+]
 
 
 def test_watchdog_pid_as_libsystemd_reads_it() -> None:
@@ -504,8 +508,24 @@ def test_watchdog_pid_as_libsystemd_reads_it() -> None:
     client = [sys.executable, "-c", WATCHDOG_ENABLED]
     assert enabled(client) == "1 5000000"  # no WATCHDOG_PID: the watchdog is for whoever reads it
     assert enabled(client, WATCHDOG_PID=str(os.getpid())) == "0 0"  # someone else's pid: off
-    assert enabled([sys.executable, "-c", FORK_THEN_EXEC, WATCHDOG_ENABLED]) == "1 5000000"
+    assert enabled([*FORK_THEN_EXEC, *client]) == "1 5000000"
     assert enabled(client, WATCHDOG_PID="x") == "-22 0"  # unparsable: an error (-EINVAL)
+
+
+def test_node_sd_notify_watchdog_interval_honours_watchdog_pid() -> None:
+    client = [*node_client(), "console.log(require('sd-notify').watchdogInterval())"]
+
+    def interval(argv: list[str], **extra: str) -> str:
+        env = {name: value for name, value in os.environ.items() if name != "WATCHDOG_PID"}
+        env.update(WATCHDOG_USEC="5000000", **extra)
+        proc = subprocess.run(
+            argv, cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=15, check=True
+        )
+        return proc.stdout.strip()
+
+    assert interval(client) == "5000"  # milliseconds
+    assert interval(client, WATCHDOG_PID=str(os.getpid())) == "0"
+    assert interval([*FORK_THEN_EXEC, *client]) == "5000"
 
 
 # --- hostile peers ---------------------------------------------------------------------

@@ -455,15 +455,25 @@ def upstream_datagram(notification: Notification) -> bytes:
     return b"\n".join(lines)
 
 
+def log_upstream_failed(reason: str) -> None:
+    """The default report of `Upstream`: one `notify_upstream_failed` warning (reason)."""
+    from entrypoint.runtime.log import get_logger
+
+    get_logger().warning("notify_upstream_failed", reason=reason)
+
+
 class Upstream:
     """The socket the entrypoint was given, to pass `READY=1`, `STATUS=`, `STOPPING=1` on to.
 
     Sending never blocks (MSG_DONTWAIT): a full or absent receiver loses the
     message. A failure is reported once through `on_error(reason)` and then
-    swallowed until a send succeeds again. Holds one fd, an unbound socket.
+    swallowed until a send succeeds again (by default it logs
+    `notify_upstream_failed`). Holds one fd, an unbound socket.
     """
 
-    def __init__(self, address: str | bytes, on_error: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, address: str | bytes, on_error: Callable[[str], None] = log_upstream_failed
+    ) -> None:
         self.address = address
         self._on_error = on_error
         self._failing = False
@@ -481,8 +491,7 @@ class Upstream:
         except OSError as exc:
             if not self._failing:
                 self._failing = True
-                if self._on_error is not None:
-                    self._on_error(exc.strerror or type(exc).__name__)
+                self._on_error(exc.strerror or type(exc).__name__)
             return False
         self._failing = False
         return True
