@@ -83,6 +83,12 @@ REASONS = {
             Notification(status="tab\there \x1b[31mred\x7f bell\x07"),
         ),
         (b"STATUS=caf\xe9", Notification(status="", problems=(notify.STATUS_NOT_UTF8,))),
+        (b"STATUS=\xed\xa0\x80", Notification(status="", problems=(notify.STATUS_NOT_UTF8,))),
+        (b"STATUS=\xc0\xaf", Notification(status="", problems=(notify.STATUS_NOT_UTF8,))),
+        (b"STATUS=a\xef\xbf\xbe", Notification(status="", problems=(notify.STATUS_NOT_UTF8,))),
+        (b"STATUS=\xef\xb7\x90", Notification(status="", problems=(notify.STATUS_NOT_UTF8,))),
+        (b"STATUS=\xf4\x8f\xbf\xbf", Notification(status="", problems=(notify.STATUS_NOT_UTF8,))),
+        (b"STATUS=\xf4\x8f\xbf\xbd", Notification(status="\U0010fffd")),
         (
             b"\xff\xfe\nREADY=1\nSTATUS=\xc3",
             Notification(ready=True, status="", problems=(notify.STATUS_NOT_UTF8,)),
@@ -674,6 +680,17 @@ def test_a_flood_keeps_the_socket_working_and_is_warned_about_once() -> None:
     assert receiver.reports[1:] == [(notify.BAD_EXTEND_TIMEOUT, int(sent) - 1, flooder)]
 
 
+def unshare(*namespaces: str) -> list[str]:
+    """`unshare` with these namespace flags, once it is known to work here."""
+    if shutil.which("unshare") is None:
+        missing("unshare (util-linux) is not installed")
+    argv = ["unshare", *namespaces]
+    probe = subprocess.run([*argv, "true"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        missing(f"cannot make {' '.join(namespaces)} namespaces here: {probe.stderr.strip()}")
+    return argv
+
+
 # In a network namespace of its own, where the queue may hold 1000 datagrams.
 BOUNDED_WAKEUPS = """
 import json, socket
@@ -696,19 +713,15 @@ print(json.dumps(per_wakeup))
 
 
 def test_each_wakeup_reads_a_bounded_number_of_datagrams() -> None:
-    if shutil.which("unshare") is None:
-        missing("unshare (util-linux) is not installed")
     script = 'sysctl -qw net.unix.max_dgram_qlen=1000 && exec "$@"'
     proc = subprocess.run(
-        ["unshare", "--net", "sh", "-c", script, "sh", sys.executable, "-c", BOUNDED_WAKEUPS],
+        [*unshare("--net"), "sh", "-c", script, "sh", sys.executable, "-c", BOUNDED_WAKEUPS],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-    if proc.returncode != 0 and "unshare" in proc.stderr:
-        missing(f"cannot make a network namespace here: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
     per_wakeup = json.loads(proc.stdout)
     assert sum(per_wakeup) == 500
@@ -739,27 +752,11 @@ socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"READY=1", "\\0" + sys.
 """
 
 
-def test_a_sender_outside_the_pid_namespace_is_dropped(tmp_path: Path) -> None:
-    if shutil.which("unshare") is None:
-        missing("unshare (util-linux) is not installed")
-    probe = subprocess.run(
-        ["unshare", "--pid", "--fork", "true"], capture_output=True, text=True, check=False
-    )
-    if probe.returncode != 0:
-        missing(f"cannot make a PID namespace here: {probe.stderr.strip()}")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def test_a_sender_outside_the_pid_namespace_is_dropped() -> None:
+    argv = [*unshare("--pid", "--fork", "--kill-child"), sys.executable, "-c"]
     with subprocess.Popen(
-        [
-            "unshare",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            sys.executable,
-            "-c",
-            RECEIVER_IN_A_PID_NAMESPACE,
-            SEND_READY,
-        ],
-        env=env,
+        [*argv, RECEIVER_IN_A_PID_NAMESPACE, SEND_READY],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

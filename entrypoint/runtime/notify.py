@@ -66,6 +66,12 @@ _SEPARATORS = re.compile(rb"[\n\r]+")
 # systemd's safe_atou64: leading blanks, an optional plus sign, decimal digits.
 _USEC = re.compile(rb"[ \t]*\+?([0-9]+)")
 _U64_MAX = 2**64 - 1
+# What systemd's utf8_is_valid() refuses beyond Python's codec: noncharacters.
+_NONCHARACTERS = re.compile(
+    "[\ufdd0-\ufdef"
+    + "".join(chr(plane + 0xFFFE) + chr(plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000))
+    + "]"
+)
 
 
 # Reasons a datagram, or a part of one, was ignored: the `reason` of `notify_ignored`.
@@ -142,6 +148,8 @@ def parse(datagram: bytes) -> Notification:
         try:
             text = status.decode("utf-8")
         except UnicodeDecodeError:
+            text = None
+        if text is None or _NONCHARACTERS.search(text):
             text = ""
             problems.append(STATUS_NOT_UTF8)
         if len(text) > STATUS_MAX:
