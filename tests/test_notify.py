@@ -195,6 +195,23 @@ def test_parse_of_assignments_matches_their_lines(lines: list[bytes], separator:
         assert result.status is None
 
 
+def test_advance_follows_systemd() -> None:
+    state = notify.ChildState()
+    state = notify.advance(state, parse(b"STATUS=Starting"))
+    assert state == notify.ChildState(status="Starting")
+    state = notify.advance(state, parse(b"READY=1"))
+    assert state == notify.ChildState(ready=True, status="Starting")
+    state = notify.advance(state, parse(b"WATCHDOG=1\nSTATUS="))
+    assert state == notify.ChildState(ready=True)
+    state = notify.advance(state, parse(b"STOPPING=1\nSTATUS=Draining"))
+    assert state == notify.ChildState(stopping=True, status="Draining")
+    state = notify.advance(state, parse(b"READY=1"))  # no resurrection
+    assert state == notify.ChildState(stopping=True, status="Draining")
+    assert notify.advance(notify.ChildState(), parse(b"READY=1\nSTOPPING=1")) == (
+        notify.ChildState(stopping=True)
+    )
+
+
 # --- the environment, the inherited socket, what goes upstream -------------------------
 
 

@@ -12,7 +12,9 @@ holds the three parts of that, and nothing decides here:
 - `Upstream`: passes `READY=1`, `STATUS=` and `STOPPING=1` on to the socket the
   entrypoint itself was given (podman `--sdnotify=container`), never blocking.
 
-And `child_environment`, the pure function that gives the child its
+And two pure functions for the caller: `advance`, which folds notifications
+into what the child has said (`ChildState`: ready, stopping, status) by
+systemd's rules, and `child_environment`, which gives the child its
 `NOTIFY_SOCKET` (and `WATCHDOG_USEC`, `WATCHDOG_PID`).
 
 Limits follow systemd (src/core/manager.c, src/shared/notify-recv.c,
@@ -184,6 +186,28 @@ def _first(lines: list[bytes], prefix: bytes) -> bytes | None:
         if line.startswith(prefix):
             return line[len(prefix) :]
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildState:
+    """What the child has said so far: one per child, a new child starts from `ChildState()`."""
+
+    ready: bool = False
+    stopping: bool = False
+    status: str = ""
+
+
+def advance(state: ChildState, notification: Notification) -> ChildState:
+    """`state` after `notification`, by systemd's rules (service_notify_message_process_state).
+
+    `STOPPING=1` wins over `READY=1` in the same datagram, and a child that
+    said it is stopping cannot become ready again. `STATUS=` replaces the
+    status ("" clears it); a datagram without one leaves it as it was.
+    """
+    status = state.status if notification.status is None else notification.status
+    if notification.stopping or state.stopping:
+        return ChildState(ready=False, stopping=True, status=status)
+    return ChildState(ready=state.ready or notification.ready, status=status)
 
 
 OnMessage = Callable[[Notification, int], None]
