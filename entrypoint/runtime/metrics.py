@@ -46,7 +46,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_HEAD = 8192  # bytes of request line and headers; past it the connection is cut
 DEADLINE = 5.0  # seconds a connection may live, from accept to the last byte written
 MAX_CONNECTIONS = 16
-BACKLOG = 64
+BACKLOG = 1024  # a burst of connections waits in the kernel, not in SYN retries
 _ACCEPTS_PER_WAKEUP = 64  # bounded work per callback: a flood cannot starve timers
 _RECV_SIZE = 4096
 _PAUSE_ON_EMFILE = 0.5  # out of fds: stop accepting for this long rather than spin
