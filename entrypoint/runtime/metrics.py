@@ -13,7 +13,7 @@ head, or never reads its answer is closed at its deadline; past
 `max_connections` a new connection gets a one-line 503 and is closed at once,
 so a flood costs an accept and a close each, and nothing waits.
 
-Importing this module imports prometheus_client (about 30 ms and 8 MB on top
+Importing this module imports prometheus_client (30 to 50 ms and about 8 MiB on top
 of the supervisor): import it only when `ENTRYPOINT_METRICS_ADDR` is set.
 """
 
