@@ -87,7 +87,9 @@ def test_rq_ready_scheduled_and_started(
 
     name = unique("depth-rq")
     queue = Queue(name, connection=client)
-    cleanup += [f"rq:{kind}:{name}" for kind in ("queue", "scheduled", "wip", "workers")]
+    kinds = ("queue", "scheduled", "wip", "workers", "failed", "finished", "deferred", "canceled")
+    cleanup += [f"rq:{kind}:{name}" for kind in kinds]
+    cleanup += [f"rq:queue:{name}:intermediate", f"rq:ready:{name}"]
     jobs = [queue.enqueue("tests.rq_jobs.slow", str(tmp_path / "held"), 60)]
     jobs += [queue.enqueue("tests.rq_jobs.slow", str(tmp_path / f"j{i}"), 0) for i in range(3)]
     jobs.append(queue.enqueue_in(timedelta(minutes=10), "tests.rq_jobs.slow", "x", 0))
