@@ -371,6 +371,63 @@ CUSTOM_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
             },
         },
     },
+    # prometheus-operator's PrometheusRule (monitoring.coreos.com/v1), the fields of
+    # its CRD's spec.groups; the PromQL itself is checked by promtool (test_metrics_docs.py).
+    ("monitoring.coreos.com/v1", "PrometheusRule"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "PrometheusRule"},
+            "metadata": _OBJECT_META,
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "rules"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1},
+                                "interval": {"type": "string"},
+                                "query_offset": {"type": "string"},
+                                "limit": {"type": "integer"},
+                                "partial_response_strategy": {"type": "string"},
+                                "labels": _STRING_MAP,
+                                "rules": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["expr"],
+                                        "oneOf": [
+                                            {"required": ["record"]},
+                                            {"required": ["alert"]},
+                                        ],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "record": {"type": "string", "minLength": 1},
+                                            "alert": {"type": "string", "minLength": 1},
+                                            "expr": {"type": ["string", "integer"]},
+                                            "for": {"type": "string"},
+                                            "keep_firing_for": {"type": "string"},
+                                            "labels": _STRING_MAP,
+                                            "annotations": _STRING_MAP,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
 }
 
 

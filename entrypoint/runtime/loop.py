@@ -41,6 +41,22 @@ class Timer:
         self.cancelled = True
 
 
+class _Handlers:
+    """The callbacks of one registered fd; both None once it is unregistered."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self) -> None:
+        self.reader: Callback | None = None
+        self.writer: Callback | None = None
+
+    @property
+    def events(self) -> int:
+        return (selectors.EVENT_READ if self.reader else 0) | (
+            selectors.EVENT_WRITE if self.writer else 0
+        )
+
+
 class Loop:
     """A selector and a heap of timers, driven by `run_once`."""
 
@@ -54,10 +70,50 @@ class Loop:
         self._selector.close()
 
     def add_reader(self, fileobj: int | FileLike, callback: Callback) -> None:
-        self._selector.register(fileobj, selectors.EVENT_READ, callback)
+        """Call `callback()` whenever `fileobj` is readable; KeyError if it has a reader."""
+        self._add(fileobj, callback, writer=False)
 
     def remove_reader(self, fileobj: int | FileLike) -> None:
-        self._selector.unregister(fileobj)
+        """Forget the reader of `fileobj`; KeyError if it has none."""
+        self._remove(fileobj, writer=False)
+
+    def add_writer(self, fileobj: int | FileLike, callback: Callback) -> None:
+        """Call `callback()` whenever `fileobj` is writable; KeyError if it has a writer."""
+        self._add(fileobj, callback, writer=True)
+
+    def remove_writer(self, fileobj: int | FileLike) -> None:
+        """Forget the writer of `fileobj`; KeyError if it has none."""
+        self._remove(fileobj, writer=True)
+
+    def _add(self, fileobj: int | FileLike, callback: Callback, *, writer: bool) -> None:
+        try:
+            handlers: _Handlers = self._selector.get_key(fileobj).data
+        except KeyError:
+            handlers = _Handlers()
+        if (handlers.writer if writer else handlers.reader) is not None:
+            raise KeyError(f"{fileobj!r} already has a {'writer' if writer else 'reader'}")
+        was = handlers.events
+        if writer:
+            handlers.writer = callback
+        else:
+            handlers.reader = callback
+        if was:
+            self._selector.modify(fileobj, handlers.events, handlers)
+        else:
+            self._selector.register(fileobj, handlers.events, handlers)
+
+    def _remove(self, fileobj: int | FileLike, *, writer: bool) -> None:
+        handlers: _Handlers = self._selector.get_key(fileobj).data
+        if (handlers.writer if writer else handlers.reader) is None:
+            raise KeyError(f"{fileobj!r} has no {'writer' if writer else 'reader'}")
+        if writer:
+            handlers.writer = None
+        else:
+            handlers.reader = None
+        if handlers.events:
+            self._selector.modify(fileobj, handlers.events, handlers)
+        else:
+            self._selector.unregister(fileobj)
 
     def call_at(self, when: float, callback: Callback) -> Timer:
         timer = Timer(when, callback)
@@ -81,9 +137,14 @@ class Loop:
             timeout = until_timer if timeout is None else min(timeout, until_timer)
         if timeout is not None and timeout < 0:
             timeout = 0.0
-        for key, _events in self._selector.select(timeout):
-            callback: Callback = key.data
-            callback()
+        for key, events in self._selector.select(timeout):
+            handlers: _Handlers = key.data
+            # Looked up at each call: a callback earlier in this batch may have
+            # removed this fd's callbacks (and closed it).
+            if events & selectors.EVENT_READ and handlers.reader is not None:
+                handlers.reader()
+            if events & selectors.EVENT_WRITE and handlers.writer is not None:
+                handlers.writer()
         now = self.clock()
         while self._timers and self._timers[0][0] <= now:
             _when, _order, timer = heapq.heappop(self._timers)
