@@ -127,3 +127,110 @@ def _facts(state: State, age: float | None) -> str:
     if state.status:
         parts.append(f"status {one_line(state.status)!r}")
     return "; " + ", ".join(parts) if parts else ""
+
+
+# -- status ---------------------------------------------------------------------
+
+
+def status_document(settings: Settings) -> dict[str, object]:
+    """`entrypoint status --json`: what the supervisor published, and the queue depths now."""
+    document: dict[str, object] = {
+        "mode": settings.mode,
+        "state": None,
+        "child_pid": None,
+        "uptime_s": None,
+        "restarts": None,
+        "last_exit_code": None,
+        "last_exit_reason": None,
+        "ready": None,
+        "heartbeat_age_s": None,
+        "leader": None,
+        "queue_depth": {},
+    }
+    if settings.spec.run is Run.SUPERVISE:
+        try:
+            state = read_trusted(settings.state_file)
+        except Untrusted as exc:
+            document["error"] = one_line(str(exc))
+        else:
+            now = time.time()
+            age = heartbeat_age(state, now)
+            started = state.child_started if state.child_pid is not None else None
+            document.update(
+                mode=state.mode,
+                state=state.state,
+                child_pid=state.child_pid,
+                uptime_s=round(now - started, 3) if started is not None else None,
+                restarts=state.restarts,
+                last_exit_code=state.last_exit,
+                last_exit_reason=state.last_exit_reason,
+                ready=state.ready,
+                heartbeat_age_s=round(age, 3) if age is not None else None,
+                leader=state.leader,
+                status=state.status,
+            )
+    else:
+        document["state"] = "exec"
+    if settings.depth_specs and settings.resolution.queue is not None:
+        from entrypoint.runtime.depth import depth_json, read_depths
+
+        depths = read_depths(settings.resolution.queue, settings.depth_specs, timeout=2.0)
+        document["queue_depth"] = depth_json(depths)
+        document["queues"] = {depth.label: depth.to_json() for depth in depths}
+    return document
+
+
+def status_text(document: Mapping[str, object]) -> str:
+    def shown(value: object) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return one_line(str(value))
+
+    lines = [
+        f"mode          {shown(document['mode'])}",
+        f"state         {shown(document['state'])}",
+    ]
+    if document.get("error"):
+        lines.append(f"error         {shown(document['error'])}")
+    for key, label in (
+        ("child_pid", "child pid"),
+        ("uptime_s", "uptime (s)"),
+        ("restarts", "restarts"),
+        ("last_exit_code", "last exit"),
+        ("last_exit_reason", "last reason"),
+        ("ready", "ready"),
+        ("status", "status"),
+        ("heartbeat_age_s", "heartbeat (s)"),
+        ("leader", "leader"),
+    ):
+        if key in document:
+            lines.append(f"{label:<14}{shown(document[key])}")
+    queues = document.get("queues")
+    if isinstance(queues, dict):
+        for label, counts in queues.items():
+            assert isinstance(counts, dict)
+            if counts.get("up"):
+                extra = [f"{k} {counts[k]}" for k in ("delayed", "reserved") if counts.get(k)]
+                detail = f"{counts['ready']} ready" + (f", {', '.join(extra)}" if extra else "")
+            else:
+                detail = f"not read: {shown(counts.get('error'))}"
+            lines.append(f"queue         {one_line(label)}: {detail}")
+    return "\n".join(lines)
+
+
+def status_command(*, as_json: bool = False, flags: Mapping[str, object] | None = None) -> int:
+    """Print the supervisor's state and the queue depths; 1 when there is no trusted state."""
+    import json
+
+    inputs = gather(os.environ, flags=flags, command=("true",))
+    try:
+        settings = load(inputs)
+    except EntrypointError as exc:
+        from entrypoint.cli.render import report
+
+        return report(exc, inputs.env, inputs.secrets)
+    document = status_document(settings)
+    out(json.dumps(document, indent=2) if as_json else status_text(document))
+    return ExitCode.FAILURE if document.get("error") else ExitCode.OK

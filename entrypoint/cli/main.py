@@ -170,6 +170,18 @@ def health(ctx: click.Context, /, ready: bool, **options: Any) -> int:
     return health_command(ready=ready, flags=_flags(ctx, options))
 
 
+@main_group.command()
+@settings_options
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@click.pass_context
+def status(ctx: click.Context, /, as_json: bool, **options: Any) -> int:
+    """The supervisor's state for a person (`docker exec`): child, restarts, last exit,
+    readiness, heartbeat, leadership, queue depths (read now). Exit 1 without a state."""
+    from entrypoint.cli.health import status_command
+
+    return status_command(as_json=as_json, flags=_flags(ctx, options))
+
+
 @main_group.command(context_settings={"allow_interspersed_args": False})
 @click.option(
     "--service",

@@ -19,6 +19,7 @@ from entrypoint.plan.settings import load
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
     from entrypoint.plan.modes import Notice, SupervisePlan
     from entrypoint.plan.settings import Inputs, Settings
@@ -71,19 +72,44 @@ def preflight(plan: SupervisePlan) -> list[str]:
             f"ENTRYPOINT_HEARTBEAT_FILE={heartbeat!r}: its directory does not exist, "
             "so the worker could never touch it"
         )
+    if plan.observe.max_rss:
+        try:
+            max_rss_bytes(plan)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     return problems
+
+
+def max_rss_bytes(plan: SupervisePlan) -> int | None:
+    """ENTRYPOINT_MAX_RSS in bytes; a percentage is of the cgroup's memory limit."""
+    text = plan.observe.max_rss
+    if text is None:
+        return None
+    from entrypoint.plan.sizes import is_percentage, parse_size
+
+    limit = None
+    if is_percentage(text):
+        from entrypoint.runtime import memory
+
+        limit = memory.memory_limit(memory.find_cgroup())
+    try:
+        return parse_size(text, limit)
+    except ValueError as exc:
+        raise ConfigError(f"ENTRYPOINT_MAX_RSS={text}: {exc}") from None
 
 
 def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
     from entrypoint.cli.render import secrets_of
-    from entrypoint.runtime import children, log, waiting
+    from entrypoint.runtime import children, log, memory, waiting
     from entrypoint.runtime.loop import Loop
     from entrypoint.runtime.signals import SignalInbox
     from entrypoint.runtime.supervisor import Supervisor
+    from entrypoint.runtime.watch import Watch
 
     problems = preflight(plan)
     if problems:
         raise ConfigError(problems)
+    limit = max_rss_bytes(plan)
     log.configure(settings.log_level, settings.log_format, secrets_of(inputs.env, inputs.secrets))
     logger = log.get_logger()
     log.bind(mode=plan.mode)
@@ -104,11 +130,62 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
             holder=default_holder(),
             timeout=min(2.0, plan.lease.ttl / 5),
         )
+    watches: list[Watch] = []
+    supervisor: Supervisor | None = None
+
+    def publish() -> None:
+        if supervisor is not None:
+            supervisor.write_state()
+
+    liveness = plan.liveness
+    if liveness.has_heartbeat or liveness.ready_timeout:
+        from entrypoint.runtime.liveness import LivenessWatch
+
+        watches.append(LivenessWatch(liveness, loop, publish=publish, logger=logger))
+    if limit is not None:
+        from entrypoint.runtime.recycle import MemoryWatch
+
+        watches.append(MemoryWatch(limit, plan.observe.memory_interval))
+    cgroup = memory.find_cgroup()
     supervisor = Supervisor(
         plan,
         inbox=inbox,
         lease=lease,
+        watches=watches,
         wait_for_dependencies=waiting.wait_for,
         probe_dependencies=waiting.all_up,
+        oom_kills=lambda: memory.oom_kills(cgroup),
     )
-    return supervisor.run()
+    server = _serve_metrics(plan, supervisor, loop, logger)
+    try:
+        return supervisor.run()
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _serve_metrics(plan: SupervisePlan, supervisor: Any, loop: Any, logger: Any) -> Any:
+    """The metrics endpoint, when ENTRYPOINT_METRICS_ADDR asks for it; a taken port is a warning."""
+    address = plan.observe.metrics
+    if address is None:
+        return None
+    from entrypoint.plan.addresses import display_address
+    from entrypoint.runtime.memory import group_rss
+    from entrypoint.runtime.metrics import MetricsServer, MetricsUnavailable
+    from entrypoint.runtime.observe import snapshot_of
+
+    depths = None
+    if plan.observe.queue_depth and plan.observe.queue_store is not None:
+        from entrypoint.runtime.depth import QueueDepths
+
+        depths = QueueDepths(loop, plan.observe.queue_store, plan.observe.queue_depth)
+    host, port = address
+    try:
+        server = MetricsServer(
+            loop, host, port, snapshot_of(supervisor, rss=group_rss), depths=depths
+        )
+    except MetricsUnavailable as exc:
+        logger.warning("metrics_unavailable", addr=display_address(host, port), error=str(exc))
+        return None
+    logger.info("metrics_listening", addr=display_address(*server.address))
+    return server

@@ -22,6 +22,8 @@ entry as written. What each prefix means, per framework:
 
 from __future__ import annotations
 
+from entrypoint.records import dataclass
+
 # Not `typing.TYPE_CHECKING`: importing typing (or collections.abc) costs the
 # fast path more than this whole module.
 TYPE_CHECKING = False
@@ -43,56 +45,20 @@ _IDENTIFIER_CHARS = _IDENTIFIER_START | frozenset("0123456789")
 _FORBIDDEN_IN_QUEUE = frozenset(",?&")
 
 
+@dataclass(frozen=True)
 class DepthSpec:
-    """One configured queue: immutable, compared by value.
+    """One configured queue.
 
     `prefixes`: the key prefixes to read, summed (Laravel's guessed defaults
     are several; every other case is one). `table`: Laravel's database
     driver's table (read only when the store is a database).
     """
 
-    __slots__ = ("framework", "label", "prefixes", "queue", "table")
-
-    framework: str
     label: str
+    framework: str
     queue: str
     prefixes: tuple[str, ...]
-    table: str
-
-    def __init__(
-        self,
-        label: str,
-        framework: str,
-        queue: str,
-        prefixes: tuple[str, ...],
-        table: str = "jobs",
-    ) -> None:
-        for name, value in (
-            ("label", label),
-            ("framework", framework),
-            ("queue", queue),
-            ("prefixes", prefixes),
-            ("table", table),
-        ):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"DepthSpec is immutable: cannot set {name}")
-
-    def _key(self) -> tuple[str, str, str, tuple[str, ...], str]:
-        return (self.label, self.framework, self.queue, self.prefixes, self.table)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DepthSpec) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (
-            f"DepthSpec(label={self.label!r}, framework={self.framework!r}, "
-            f"queue={self.queue!r}, prefixes={self.prefixes!r}, table={self.table!r})"
-        )
+    table: str = "jobs"
 
 
 def _shown(value: str) -> str:

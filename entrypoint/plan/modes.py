@@ -16,6 +16,7 @@ from entrypoint.records import StrEnum, dataclass
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from entrypoint.plan.depth import DepthSpec
     from entrypoint.plan.settings import Settings
     from entrypoint.plan.urls import Dependency
 
@@ -89,6 +90,17 @@ class Liveness:
 
 
 @dataclass(frozen=True)
+class Observability:
+    """What the supervisor serves and samples: metrics, queue depth, memory."""
+
+    metrics: tuple[str, int] | None  # (host, port); host "" is every interface
+    queue_depth: tuple[DepthSpec, ...]
+    queue_store: Dependency | None
+    max_rss: str | None  # a size, or a percentage of the cgroup limit (resolved at start)
+    memory_interval: float
+
+
+@dataclass(frozen=True)
 class ExecPlan:
     mode: str
     argv: tuple[str, ...]
@@ -117,6 +129,7 @@ class SupervisePlan:
     probe_timeout: float
     state_file: str
     liveness: Liveness
+    observe: Observability
     problems: tuple[str, ...] = ()  # only when built with allow_problems (explain)
     run = Run.SUPERVISE
 
@@ -204,13 +217,22 @@ def build_plan(settings: Settings, *, allow_problems: bool = False) -> Plan:
     except ConfigError as exc:
         problems.extend(exc.problems)
         argv, origin = (), "none"
-    notices = tuple(_notices(settings, argv, problems))
+    notices = _notices(settings, argv, problems)
     dependencies = settings.resolution.all
     if spec.run is Run.EXEC:
+        if settings.metrics_addr or settings.max_rss or settings.queue_depth:
+            notices.append(
+                Notice(
+                    "not_supervised",
+                    f"mode {spec.name!r} execs its command: nothing serves metrics, reads queue "
+                    "depth or watches memory (ENTRYPOINT_METRICS_ADDR, _QUEUE_DEPTH, _MAX_RSS "
+                    "apply to supervised modes)",
+                )
+            )
         if problems and not allow_problems:
             raise ConfigError(problems)
         return ExecPlan(
-            spec.name, argv, origin, dependencies, notices, settings.health, tuple(problems)
+            spec.name, argv, origin, dependencies, tuple(notices), settings.health, tuple(problems)
         )
     lease = None
     if spec.singleton:
@@ -230,7 +252,7 @@ def build_plan(settings: Settings, *, allow_problems: bool = False) -> Plan:
         argv=argv,
         command_origin=origin,
         dependencies=dependencies,
-        notices=notices,
+        notices=tuple(notices),
         restart=RestartPolicy(
             restart=settings.restart,
             min_uptime=settings.min_uptime,
@@ -254,6 +276,13 @@ def build_plan(settings: Settings, *, allow_problems: bool = False) -> Plan:
             watchdog_timeout=settings.watchdog_timeout,
             ready_timeout=settings.ready_timeout,
             heartbeat_max_age=settings.heartbeat_max_age,
+        ),
+        observe=Observability(
+            metrics=settings.metrics_addr,
+            queue_depth=settings.depth_specs,
+            queue_store=settings.resolution.queue,
+            max_rss=settings.max_rss,
+            memory_interval=settings.memory_interval,
         ),
         problems=tuple(problems),
     )

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
 
+    from entrypoint.plan.depth import DepthSpec
+
 DEFAULT_STATE_FILE = "/tmp/entrypoint-state.json"  # noqa: S108 - the contract's default
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = tuple(logline.LEVELS)
@@ -53,6 +55,32 @@ class Source(IntEnum):
 class Origin:
     source: Source
     label: str  # how a person names it: ENTRYPOINT_STOP_TIMEOUT, --stop-timeout, ...
+
+
+def parse_size_text(value: object) -> str | None:
+    """ENTRYPOINT_MAX_RSS, checked for its form; a percentage is resolved at start (cgroup)."""
+    from entrypoint.plan.sizes import check_size
+
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        check_size(text)
+    except ValueError as exc:
+        raise v.Invalid(str(exc)) from None
+    return text
+
+
+def parse_metrics_addr(value: object) -> tuple[str, int] | None:
+    """`9464`, `:9464`, `127.0.0.1:9464`, `[::1]:9464` -> (host, port); host "" is every one."""
+    from entrypoint.plan.addresses import parse_listen_address
+
+    if not str(value).strip():
+        return None
+    try:
+        return parse_listen_address(str(value), source="")
+    except ValueError as exc:
+        raise v.Invalid(str(exc).removeprefix(": ")) from None
 
 
 def parse_leader_env(value: object) -> str:
@@ -160,6 +188,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("heartbeat_max_age", "ENTRYPOINT_HEARTBEAT_MAX_AGE", v.parse_seconds, 0.0,
            "`health` fails past this heartbeat age when no watchdog is set (0: off).",
            metavar="SECONDS", per_mode=True),
+    Option("max_rss", "ENTRYPOINT_MAX_RSS", parse_size_text, None,
+           "Recycle the child above this summed RSS of its group (512M, 1G, 90%).",
+           metavar="SIZE", per_mode=True),
+    Option("memory_interval", "ENTRYPOINT_MEMORY_INTERVAL", v.parse_positive_seconds, 5.0,
+           "How often the RSS is read while ENTRYPOINT_MAX_RSS is set.", metavar="SECONDS",
+           per_mode=True),
+    Option("metrics_addr", "ENTRYPOINT_METRICS_ADDR", parse_metrics_addr, None,
+           "Serve Prometheus metrics at GET /metrics on this address (9464, 127.0.0.1:9464).",
+           metavar="ADDRESS", per_mode=True),
+    Option("queue_depth", "ENTRYPOINT_QUEUE_DEPTH", v.parse_text, None,
+           "Queues whose depth to read: laravel:default, rq:default, celery:celery, "
+           "sidekiq:default, bullmq:NAME.", metavar="QUEUES", per_mode=True),
     Option("strict", "ENTRYPOINT_STRICT", v.parse_bool, default=False, help=
            "Unknown ENTRYPOINT_* variables and a short stop budget are errors (78).",
            metavar="BOOL"),
@@ -265,6 +305,10 @@ class Settings:
     watchdog_timeout: float
     ready_timeout: float
     heartbeat_max_age: float
+    max_rss: str | None
+    memory_interval: float
+    metrics_addr: tuple[str, int] | None
+    queue_depth: str | None
     strict: bool
     health_url: str | None
     log_format: str
@@ -277,6 +321,7 @@ class Settings:
     resolution: Resolution = field(default_factory=Resolution)
     lease_store: Dependency | None = None  # ENTRYPOINT_LEASE_URL, parsed
     health: Dependency | None = None  # ENTRYPOINT_HEALTH_URL, parsed
+    depth_specs: tuple[DepthSpec, ...] = ()  # ENTRYPOINT_QUEUE_DEPTH, parsed
     unknown: tuple[Unknown, ...] = ()
     secrets: tuple[str, ...] = ()  # contents of X_FILE files
 
@@ -456,6 +501,7 @@ def load(inputs: Inputs) -> Settings:
                 else:
                     health = parsed
 
+    depth_specs = _depth_specs(values, origins, env, resolution, problems)
     problems += _cross_checks(values, spec)
     unknown = tuple(
         Unknown(name, _closest(name))
@@ -476,9 +522,39 @@ def load(inputs: Inputs) -> Settings:
         resolution=resolution,
         lease_store=lease_store,
         health=health,
+        depth_specs=depth_specs,
         unknown=unknown,
         secrets=inputs.secrets,
     )
+
+
+def _depth_specs(
+    values: Mapping[str, Any],
+    origins: Mapping[str, Origin],
+    env: Mapping[str, str],
+    resolution: Resolution,
+    problems: list[str],
+) -> tuple[DepthSpec, ...]:
+    """ENTRYPOINT_QUEUE_DEPTH's queues, checked against the queue's store."""
+    from entrypoint.plan.depth import parse_queue_depth, store_problem
+
+    if not values["queue_depth"]:
+        return ()
+    label = origins["queue_depth"].label
+    try:
+        specs = parse_queue_depth(values["queue_depth"], env, label)
+    except ValueError as exc:
+        problems.append(str(exc))
+        return ()
+    if resolution.queue is None:
+        problems.append(
+            f"{label}: the depth is read from the queue's store: set QUEUE_URL or QUEUE_CONNECTION"
+        )
+        return ()
+    problem = store_problem(specs, str(resolution.queue.scheme), label)
+    if problem:
+        problems.append(problem)
+    return specs
 
 
 def _cross_checks(values: Mapping[str, Any], spec: ModeSpec) -> list[str]:

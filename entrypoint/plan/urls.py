@@ -220,7 +220,7 @@ class Dependency:
         """
         if self.scheme is Scheme.SQLITE:
             path = self.database or ""
-            return f"sqlite://{path}" if path.startswith("/") else f"sqlite:{path}"
+            return f"sqlite://{path}" if path.startswith("/") else f"sqlite:{path}"  # no userinfo
         userinfo = ""
         if self.password is not None:
             userinfo = f"{percent_encode(self.username or '')}:{MASK}@"
@@ -235,7 +235,9 @@ class Dependency:
             tail = "" if self.database in (None, "/") else "/" + percent_encode(self.database)
         elif self.database is not None:
             tail = "/" + percent_encode(self.database)
-        return f"{self.scheme}://{userinfo}{host}{port}{tail}"
+        from entrypoint.plan.redact import redact_text  # a path may hold `:secret@` too
+
+        return redact_text(f"{self.scheme}://{userinfo}{host}{port}{tail}", self.secrets)
 
     @property
     def unverified(self) -> str | None:
@@ -448,10 +450,13 @@ def sqlite_dependency(path: str, source: str) -> Dependency:
 
 
 def _mask_query(target: str) -> str:
-    """An HTTP request target with the values of secret-looking query parameters masked."""
+    """An HTTP request target, secret-looking parts masked: the values of secret query
+    parameters, and whatever precedes an '@' in the path (a userinfo that lost its way)."""
     path, question, query = target.partition("?")
+    if "@" in path:
+        path = "/" + MASK + path[path.rindex("@") :]
     if not question:
-        return target
+        return path
     shown = []
     for part in query.split("&"):
         name, equals, value = part.partition("=")

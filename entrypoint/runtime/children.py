@@ -26,7 +26,11 @@ _FOREGROUND_DEFAULTED = _DEFAULTED | frozenset(_JOB_CONTROL)
 
 
 def spawn(
-    argv: Sequence[str], env: Mapping[str, str] | None = None, *, foreground: bool = False
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    foreground: bool = False,
+    own_pid: str | None = None,
 ) -> int:
     """Start `argv` (PATH searched) in a new process group; return its pid.
 
@@ -35,9 +39,12 @@ def spawn(
     `foreground` command (a developer's, under `handoff`) stays in the
     entrypoint's group instead, so that it keeps the terminal and job control
     applies to both. A command that cannot be started raises CommandError
-    (127 not found, 126 otherwise).
+    (127 not found, 126 otherwise). With `own_pid`, the child finds its own
+    pid in that variable (WATCHDOG_PID, as systemd sets it): see `_fork_exec`.
     """
     try:
+        if own_pid is not None:
+            return _fork_exec(argv, os.environ if env is None else env, own_pid)
         if foreground:
             return os.posix_spawnp(
                 argv[0], list(argv), os.environ, setsigmask=(), setsigdef=_FOREGROUND_DEFAULTED
@@ -52,6 +59,46 @@ def spawn(
         )
     except OSError as exc:
         raise command_error(argv[0], exc) from None
+
+
+def _fork_exec(argv: Sequence[str], env: Mapping[str, str], variable: str) -> int:
+    """fork, then exec in the child with `variable` set to the child's own pid.
+
+    posix_spawn cannot give a child its own pid before it runs; libsystemd's
+    sd_watchdog_enabled() ignores a WATCHDOG_PID that is not the reader's own,
+    and systemd itself sets it in the forked child. Signals are blocked around
+    the fork so that no handler of ours runs in the child; the child resets
+    them as posix_spawn would. A failed exec reports its errno through a
+    close-on-exec pipe, so that 127/126 work as with posix_spawn.
+    """
+    every = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, every)
+    pid = os.fork()
+    if pid == 0:  # the child: only async-signal-safe-ish work until the exec
+        try:
+            os.close(read_end)
+            signal.set_wakeup_fd(-1)
+            for signum in _DEFAULTED:
+                signal.signal(signum, signal.SIG_DFL)
+            os.setpgid(0, 0)
+            child_env = dict(env)
+            child_env[variable] = str(os.getpid())
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            os.execvpe(argv[0], list(argv), child_env)
+        except OSError as exc:
+            os.write(write_end, str(exc.errno or 0).encode())
+        finally:
+            os._exit(127)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        failure = pipe.read()
+    if failure:
+        os.waitpid(pid, 0)
+        number = int(failure)
+        raise OSError(number, os.strerror(number))
+    return pid
 
 
 def exit_code(status: int) -> int:

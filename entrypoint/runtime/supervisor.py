@@ -14,11 +14,11 @@ import os
 import random
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from entrypoint.errors import UnavailableError, signal_status
 from entrypoint.plan.policy import Action, Cause, History, Reason, decide, exit_reason
-from entrypoint.runtime import children, log
+from entrypoint.runtime import children, log, procs
 from entrypoint.runtime.state import State, States, StateStore, process_start
 from entrypoint.sigstate import STOP_SIGNALS, signal_name
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from entrypoint.lease import Lease
     from entrypoint.plan.modes import SupervisePlan
     from entrypoint.runtime.signals import SignalInbox
+    from entrypoint.runtime.watch import Watch
 
 # How often a standby replica tries to take the lease, at most: takeover after a
 # leader dies is bounded by the lease TTL plus this.
@@ -41,31 +42,6 @@ DESCENDANT_GRACE_MIN = 1.0
 
 class Stopped(Exception):
     """A stop signal arrived while no child was running."""
-
-
-class StopRequest:
-    """A watch's reason to stop the child now, and the event that says why."""
-
-    def __init__(self, cause: Cause, event: str, **fields: Any) -> None:
-        self.cause = cause
-        self.event = event
-        self.fields = fields
-
-
-class Watch(Protocol):
-    """A feature that watches the running child (heartbeats, memory, the handoff).
-
-    It registers its own fds with the loop if it has any, records what it
-    learns, and says when it next needs a look (`due`); `check` is called after
-    every wakeup while a child runs, and may ask for the child's stop.
-    """
-
-    def child_env(self) -> Mapping[str, str]: ...
-    def child_started(self, pid: int, now: float) -> None: ...
-    def child_exited(self) -> None: ...
-    def due(self) -> float | None: ...
-    def check(self, now: float) -> StopRequest | None: ...
-    def publish(self) -> Mapping[str, Any]: ...
 
 
 class Exit:
@@ -97,7 +73,7 @@ class Supervisor:
         wait_for_dependencies: Callable[..., bool] | None = None,
         probe_dependencies: Callable[..., bool] | None = None,
         oom_kills: Callable[[], int | None] = lambda: None,
-        descendants: Callable[[int], list[int]] = children.descendants,
+        descendants: Callable[[int, tuple[int, ...]], list[int]] = procs.reparented_to,
         group_alive: Callable[[int], bool] = children.group_alive,
         store: StateStore | None = None,
         logger: Any = None,
@@ -122,6 +98,8 @@ class Supervisor:
         self.history = History()
         self.restarts = 0
         self.starts = 0
+        self.exits: dict[str, int] = {}  # by reason, for the metrics
+        self.pending_delay = 0.0  # the restart backoff now being slept
         self.last_exit: Exit | None = None
         self.last_reason: Reason | None = None
         self.child: int | None = None
@@ -153,6 +131,8 @@ class Supervisor:
             self._release_lease()
             if self.lease is not None:
                 self.lease.close()
+            for watch in self.watches:
+                watch.close()
 
     def _run(self) -> int:
         self._take_signals()
@@ -204,7 +184,9 @@ class Supervisor:
         if self.inbox.stop_requested:
             raise Stopped
         oom_before = self._oom_kills()
-        pid = self._spawn(self.plan.argv, env=self._child_env())
+        liveness = self.plan.liveness
+        own_pid = "WATCHDOG_PID" if liveness.notify and liveness.watchdog_timeout else None
+        pid = self._spawn(self.plan.argv, env=self._child_env(), own_pid=own_pid)
         now = self.clock()
         self.child, self.child_started_at, self.child_started_wall = pid, now, self.wall()
         self.starts += 1
@@ -221,6 +203,8 @@ class Supervisor:
             if code is not None:
                 break
             now = self.clock()
+            if kill_at is not None and kill_at != float("inf"):
+                kill_at = self._extended(kill_at)
             if kill_at is not None and now >= kill_at:
                 self._escalate(pid)
                 kill_at = float("inf")
@@ -250,6 +234,7 @@ class Supervisor:
         for watch in self.watches:
             watch.child_exited()
         self.last_exit, self.last_reason = Exit(pid, code, uptime, cause), reason
+        self.exits[str(reason)] = self.exits.get(str(reason), 0) + 1
         log.unbind("child_pid")
         self.log.info(
             "child_exited", pid=pid, exit_code=code, uptime_s=round(uptime, 3), reason=str(reason)
@@ -258,18 +243,20 @@ class Supervisor:
             self._settle(pid, kill_at)
         return self.last_exit
 
-    def _child_env(self) -> dict[str, str] | None:
-        extra: dict[str, str] = {}
+    def _child_env(self) -> Mapping[str, str] | None:
+        """The child's environment, or None for the entrypoint's own, unchanged."""
+        env: Mapping[str, str] = os.environ
         for watch in self.watches:
-            extra.update(watch.child_env())
+            env = watch.child_env(env)
+        extra: dict[str, str] = {}
+        token = getattr(self.lease, "token", None)
         if self.plan.leader_env:
             extra[self.plan.leader_env] = "true" if self.leader else "false"
-            token = getattr(self.lease, "token", None)
-            if self.leader and token is not None:
-                extra["ENTRYPOINT_LEASE_TOKEN"] = str(token)
-        elif self.lease is not None and getattr(self.lease, "token", None) is not None:
-            extra["ENTRYPOINT_LEASE_TOKEN"] = str(self.lease.token)  # type: ignore[attr-defined]
-        return {**os.environ, **extra} if extra else None
+        if self.leader and token is not None:
+            extra["ENTRYPOINT_LEASE_TOKEN"] = str(token)
+        if extra:
+            env = {**env, **extra}
+        return None if env is os.environ else env
 
     # -- stop ---------------------------------------------------------------
 
@@ -292,6 +279,15 @@ class Supervisor:
         at = now + self.plan.stop.timeout
         return min(at, latest) if latest is not None else at
 
+    def _extended(self, kill_at: float) -> float:
+        """The kill deadline, moved when the child asked for more (EXTEND_TIMEOUT_USEC)."""
+        for watch in self.watches:
+            asked = watch.stop_extension()
+            if asked is not None and asked > kill_at:
+                self.log.info("stop_extended", timeout_s=round(asked - self.clock(), 3))
+                kill_at = asked
+        return kill_at
+
     def _forward(self, pid: int, signum: int) -> None:
         if signum in STOP_SIGNALS and self.plan.stop.signal is not None:
             signum = self.plan.stop.signal
@@ -309,25 +305,31 @@ class Supervisor:
         """After the child of a stop: its group gone, and every descendant it left behind.
 
         A process that left the child's group (a double fork, setsid) was
-        re-parented to the entrypoint: it gets the stop signal, then SIGKILL once
-        what is left of the grace has passed (at least DESCENDANT_GRACE_MIN).
-        As PID 1 the kernel would SIGKILL them anyway, without any grace.
+        re-parented to the entrypoint: it gets the stop signal (and SIGCONT when
+        stopped, or the signal waits), then SIGKILL once what is left of the
+        grace has passed, at least DESCENDANT_GRACE_MIN (the s6 stage-3 way).
+        As PID 1 the kernel would SIGKILL them anyway, without any grace. Each
+        exit of one of them wakes the loop (SIGCHLD: they are our children now);
+        one in uninterruptible sleep is reported, not waited for forever.
         """
         now = self.clock()
-        deadline = max(kill_at if kill_at not in (None, float("inf")) else now, now)
+        deadline = now if kill_at in (None, float("inf")) else max(kill_at, now)
         deadline = max(deadline, now + DESCENDANT_GRACE_MIN)
-        left = [p for p in self._descendants(self._pid) if p != pid]
         stop = self.plan.stop.signal or self.inbox.stop_signal or signal.SIGTERM
-        for other in left:
-            self._send(other, stop, group=False)
-        if left:
-            self.log.info("descendants_stopping", count=len(left), signal=signal_name(stop))
+        signalled: set[int] = set()
         killed = False
         settle_until = deadline + KILL_SETTLE
         while True:
             for _ in self._reap():
                 pass
-            left = [p for p in self._descendants(self._pid) if p != pid]
+            left = self._descendants(self._pid, (pid,))
+            fresh = [other for other in left if other not in signalled]
+            for other in fresh:
+                self._send(other, stop, group=False)
+                self._send(other, signal.SIGCONT, group=False)
+                signalled.add(other)
+            if fresh and not killed:
+                self.log.info("descendants_stopping", count=len(fresh), signal=signal_name(stop))
             group = self._group_alive(pid)
             if not left and not group:
                 return
@@ -336,13 +338,22 @@ class Supervisor:
                 for other in left:
                     self._send(other, signal.SIGKILL, group=False)
                 self._send(pid, signal.SIGKILL, group=True)
-                if left:
-                    self.log.warning("descendants_killed", count=len(left), signal="SIGKILL")
+                self.log.warning("descendants_killed", count=len(left), signal="SIGKILL")
                 killed = True
             if now >= settle_until:
-                self.log.warning("descendants_left", pids=left[:20], group=group)
+                stuck = procs.states_of(left)
+                self.log.warning(
+                    "descendants_left",
+                    pids=left[:20],
+                    uninterruptible=[
+                        p for p, st in stuck.items() if st is procs.State.UNINTERRUPTIBLE
+                    ],
+                    group_alive=group,
+                )
                 return
-            self.inbox.wait(min(0.05, max(0.0, (deadline if not killed else settle_until) - now)))
+            until = deadline if not killed else settle_until
+            # Group members that are not our children die without a SIGCHLD to us.
+            self.inbox.wait(min(0.1, max(0.0, until - now)))
             self._take_signals()
 
     def _finish(self, code: int) -> int:
@@ -393,14 +404,18 @@ class Supervisor:
         """
         until = self.clock() + seconds
         self._publish(States.BACKOFF, restart_at=self.wall() + seconds)
-        while True:
-            self._take_signals()
-            if self.inbox.stop_requested:
-                raise Stopped
-            now = self.clock()
-            if now >= until or (self.leader and not self._renew(now)):
-                return
-            self.inbox.wait(self._timeout(now, until))
+        self.pending_delay = seconds
+        try:
+            while True:
+                self._take_signals()
+                if self.inbox.stop_requested:
+                    raise Stopped
+                now = self.clock()
+                if now >= until or (self.leader and not self._renew(now)):
+                    return
+                self.inbox.wait(self._timeout(now, until))
+        finally:
+            self.pending_delay = 0.0
 
     def _wait_dependencies(self) -> None:
         """Wait until every dependency answers; raise Stopped on a stop, Unavailable at the end."""
@@ -548,29 +563,30 @@ class Supervisor:
 
     def write_state(self) -> None:
         """Publish the current state (also called by watches when what they know changes)."""
+        self.store.write(self.current_state())
+
+    def current_state(self) -> State:
         extra: dict[str, Any] = {}
         for watch in self.watches:
             extra.update(watch.publish())
         last = self.last_exit
-        self.store.write(
-            State(
-                mode=self.plan.mode,
-                state=self._state,
-                supervisor_pid=self._pid,
-                supervisor_start=self._start_id,
-                child_pid=self.child,
-                child_started=self.child_started_wall,
-                restarts=self.restarts,
-                last_exit=last.code if last else None,
-                last_exit_reason=str(self.last_reason) if self.last_reason else None,
-                leader=self.leader if self.lease is not None else None,
-                since=self._state_since,
-                detail=self._detail,
-                restart_at=self._restart_at,
-                stop_reason=self._stop_reason,
-                dependencies_ok=self.dependencies_ok,
-                **extra,
-            )
+        return State(
+            mode=self.plan.mode,
+            state=self._state,
+            supervisor_pid=self._pid,
+            supervisor_start=self._start_id,
+            child_pid=self.child,
+            child_started=self.child_started_wall,
+            restarts=self.restarts,
+            last_exit=last.code if last else None,
+            last_exit_reason=str(self.last_reason) if self.last_reason else None,
+            leader=self.leader if self.lease is not None else None,
+            since=self._state_since,
+            detail=self._detail,
+            restart_at=self._restart_at,
+            stop_reason=self._stop_reason,
+            dependencies_ok=self.dependencies_ok,
+            **extra,
         )
 
 
