@@ -206,4 +206,3 @@ def test_stores() -> None:
     assert "not supported on a https store" in (store_problem(specs, "https") or "")
     assert "not supported on a amqp store" in (store_problem(specs, "amqp") or "")
     assert store_problem((), "https") is None
-
