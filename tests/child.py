@@ -31,17 +31,27 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
-def orphans(count: int) -> None:
-    """Leave `count` grandchildren whose parent is gone: they are re-parented."""
+def orphans(count: int) -> list[int]:
+    """Leave `count` grandchildren whose parent is gone: they are re-parented. Their pids."""
+    found = []
     for _ in range(count):
+        read_end, write_end = os.pipe()
         middle = os.fork()
         if middle == 0:
-            if os.fork() == 0:
+            os.close(read_end)
+            grandchild = os.fork()
+            if grandchild == 0:
+                os.close(write_end)  # or the parent's read would wait for this one's end
                 time.sleep(0.2)
                 os._exit(0)
+            os.write(write_end, str(grandchild).encode())
             os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            found.append(int(pipe.read()))
         # The middle process is our own child: reap it so that only orphans remain.
         os.waitpid(middle, 0)
+    return found
 
 
 def main() -> int:
@@ -92,7 +102,8 @@ def main() -> int:
             while True:
                 signal.pause()
     if args.orphans:
-        orphans(args.orphans)
+        pids = orphans(args.orphans)
+        sys.stdout.write(f"orphans: {' '.join(map(str, pids))}\n")
         say(f"left {args.orphans} orphans")
     say("ready")
     while True:

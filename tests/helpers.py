@@ -57,6 +57,26 @@ def zombies_of(pid: int) -> list[int]:
     return found
 
 
+def exited(pid: int) -> bool:
+    """Whether `pid` has ended: gone from /proc, or a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def gone(pid: int) -> bool:
+    """Whether `pid` is gone from /proc altogether: ended and reaped."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def orphan_pids(run: Running) -> list[int]:
+    """The pids the test child printed on its `orphans:` line."""
+    line = run.wait_stdout(r"^orphans: ([\d ]+)$")[0].group(1)
+    return [int(pid) for pid in line.split()]
+
+
 def base_env(**extra: str) -> dict[str, str]:
     """The test's environment without MODE/ENTRYPOINT_*/QUEUE_* from outside, plus `extra`."""
     env = {

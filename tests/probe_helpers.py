@@ -8,24 +8,13 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
+from tests.helpers import wait_until
 from tests.servers import missing
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-
-
-def sleep_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    """Poll `condition` until it holds (True) or `timeout` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def free_port() -> int:
@@ -217,7 +206,7 @@ def process(
     """Start `argv`, wait until `ready()`, and stop it (TERM, then KILL) at the end."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if not sleep_until(lambda: ready() or proc.poll() is not None, timeout) or proc.poll():
+        if not wait_until(lambda: ready() or proc.poll() is not None, timeout) or proc.poll():
             raise AssertionError(f"{argv[0]} did not start (status {proc.poll()})")
         yield proc
     finally:

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -16,7 +15,10 @@ from tests.helpers import (
     Running,
     base_env,
     descendants,
+    exited,
+    orphan_pids,
     sleep_until,
+    wait_until,
     zombies_of,
 )
 from tests.servers import missing
@@ -48,8 +50,10 @@ def test_entrypoint_as_pid1_reaps_every_orphan(unshare: list[str]) -> None:
         run.wait_stdout(rf"^left {ORPHANS} orphans \(pid: 2\)")  # the child is PID 2
         with open(f"/proc/{init}/cmdline") as handle:
             assert "entrypoint" in handle.read()
-        time.sleep(0.3)  # the orphans live 0.2 s: now they have all exited
-        sleep_until(lambda: not zombies_of(init), 5)
+        # Pids as the namespace numbers them; seen from here they are the init's descendants.
+        assert len(orphan_pids(run)) == ORPHANS
+        assert wait_until(lambda: not _living_descendants(init), 10)
+        assert not zombies_of(init)
 
 
 def test_control_a_pid1_that_never_waits_leaves_zombies(unshare: list[str]) -> None:
@@ -58,8 +62,9 @@ def test_control_a_pid1_that_never_waits_leaves_zombies(unshare: list[str]) -> N
     with Running(argv, base_env()) as run:
         init = namespace_init(run)
         run.wait_stdout(rf"^left {ORPHANS} orphans \(pid: 1\)")
-        time.sleep(0.3)
-        sleep_until(lambda: len(zombies_of(init)) == ORPHANS, 5)
+        # Once none is alive any more, all of them stay zombies: nobody reaps them.
+        assert wait_until(lambda: not _living_descendants(init), 10)
+        assert len(zombies_of(init)) == ORPHANS
 
 
 def test_pid1_stops_its_child_on_term_and_exits_with_its_status(unshare: list[str]) -> None:
@@ -82,3 +87,19 @@ def test_pid1_term_during_a_slow_start_is_not_lost(unshare: list[str]) -> None:
         os.kill(init, signal.SIGTERM)
         assert run.wait(5) == 128 + signal.SIGTERM
         assert not run.events("child_started")
+
+
+def _living_descendants(init: int) -> list[int]:
+    """The namespace's processes, seen from here, that still run, the worker (its PID 2) aside."""
+    return [pid for pid in descendants(init) if not exited(pid) and _namespace_pid(pid) != 2]
+
+
+def _namespace_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None

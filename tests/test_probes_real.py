@@ -22,7 +22,8 @@ from entrypoint.plan.urls import Dependency, Depth, parse_url
 from entrypoint.probes import ProbeError, probe
 from entrypoint.probes.resp import RedisConnection
 from entrypoint.runtime.waiting import check, wait_for
-from tests.probe_helpers import FakeInbox, accepts, free_port, process, require_binary, sleep_until
+from tests.helpers import wait_until
+from tests.probe_helpers import FakeInbox, accepts, free_port, process, require_binary
 from tests.servers import missing, require_server
 
 TIMEOUT = 2.0
@@ -128,9 +129,9 @@ def test_redis_started_later_is_ready() -> None:
             daemon=True,
         )
         waiter.start()
-        assert sleep_until(lambda: any(e["event"] == "dependency_waiting" for e in logs), 5)
+        assert wait_until(lambda: any(e["event"] == "dependency_waiting" for e in logs), 5)
         # The server comes up 2 s after the wait began.
-        assert sleep_until(lambda: time.monotonic() - began >= 2.0, 5)
+        assert wait_until(lambda: time.monotonic() - began >= 2.0, 5)
         argv = [
             binary,
             "--port",

@@ -354,6 +354,15 @@ def test_a_plan_for_every_builtin_mode_as_values() -> None:
     assert "WORKER_CMD" in explained.problems[0]
 
 
+def test_the_restart_policy_is_the_enum_the_policy_compares() -> None:
+    from entrypoint.plan.policy import Restart
+
+    for text, member in (("never", Restart.NEVER), (" On-Failure ", Restart.ON_FAILURE),
+                         ("no", Restart.NEVER), ("always", Restart.ALWAYS)):  # fmt: skip
+        assert settle({"ENTRYPOINT_RESTART": text}).restart is member
+    assert settle({}).restart is Restart.ALWAYS
+
+
 @pytest.mark.parametrize(("argv", "budget"), [
     ("php artisan queue:work --tries=3 --timeout=3600", 3600.0),
     ("php artisan queue:work --timeout 25", 25.0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -15,8 +16,12 @@ from tests.helpers import (
     Running,
     base_env,
     entrypoint,
+    exited,
+    gone,
+    orphan_pids,
     run_entrypoint,
     sleep_until,
+    wait_until,
     zombies_of,
 )
 
@@ -110,11 +115,18 @@ def test_signals_that_are_not_stops_stop_nothing(name: str) -> None:
 
 def test_signals_go_to_the_child_only_or_to_its_group() -> None:
     with worker("--grandchild", "--on-term", "ignore", ENTRYPOINT_STOP_TIMEOUT="1") as run:
-        run.wait_stdout(r"^grandchild ready")
+        grandchild = int(run.wait_stdout(r"^grandchild ready \(pid: (\d+)\)")[0].group(1))
         run.signal(signal.SIGUSR1)
+        run.wait_event("signal_forwarded")
         run.wait_stdout(r"^signal SIGUSR1")
-        time.sleep(0.3)  # give a wrongly delivered signal the time to show up
-        assert len([line for line in run.stdout if "SIGUSR1" in line]) == 1
+        # A marker straight to the grandchild: a USR1 sent to it before would be
+        # handled first (a pending lower-numbered signal goes first), so once the
+        # marker is echoed, the grandchild has shown every USR1 it ever got.
+        os.kill(grandchild, signal.SIGUSR2)
+        run.wait_stdout(rf"^signal SIGUSR2 \(pid: {grandchild}\)")
+        assert [line for line in run.stdout if "SIGUSR1" in line] == [
+            f"signal SIGUSR1 (pid: {child_pid(run)})"
+        ]
     with worker("--grandchild", ENTRYPOINT_SIGNAL_GROUP="1", ENTRYPOINT_STOP_TIMEOUT="1") as run:
         run.wait_stdout(r"^grandchild ready")
         run.signal(signal.SIGUSR1)
@@ -240,7 +252,8 @@ def test_idle_supervisor_makes_no_context_switch() -> None:
     with worker() as run:
         child_pid(run)
         run.wait_event("child_started")
-        time.sleep(0.2)  # let the start-up settle before the measurement begins
+        # The start is over once the supervisor blocks in its one wait (epoll).
+        assert wait_until(lambda: _wchan(run.pid) == "do_epoll_wait", 5), _wchan(run.pid)
 
         def switches() -> int:
             with open(f"/proc/{run.pid}/status") as handle:
@@ -252,6 +265,11 @@ def test_idle_supervisor_makes_no_context_switch() -> None:
         before = switches()
         time.sleep(5)  # the measurement IS five idle seconds
         assert switches() - before == 0
+
+
+def _wchan(pid: int) -> str:
+    with open(f"/proc/{pid}/wchan") as handle:
+        return handle.read().strip()
 
 
 def test_state_file_and_health(tmp_path: Path) -> None:
@@ -306,10 +324,11 @@ def test_health_in_web_mode_answers_on_the_configuration() -> None:
 
 def test_orphans_are_reaped_by_the_subreaper() -> None:
     with worker("--orphans", "20") as run:
-        run.wait_stdout(r"^left 20 orphans")
-
-        time.sleep(0.5)  # the orphans live 0.2 s; then they must be gone, not zombies
-        sleep_until(lambda: not zombies_of(run.pid), 5)
+        pids = orphan_pids(run)
+        assert len(pids) == 20
+        assert wait_until(lambda: all(exited(pid) for pid in pids), 10)
+        # Every orphan has exited: each must now be reaped, none left a zombie.
+        assert wait_until(lambda: all(gone(pid) for pid in pids), 5), zombies_of(run.pid)
 
 
 def test_the_worker_starts_once_a_late_redis_answers(tmp_path: Path) -> None:

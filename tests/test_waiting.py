@@ -28,7 +28,8 @@ from entrypoint.plan.urls import Dependency, Depth, parse_url
 from entrypoint.probes import ProbeError
 from entrypoint.runtime import waiting
 from entrypoint.runtime.waiting import Backoff, CheckResult, check, wait_for
-from tests.probe_helpers import FakeInbox, LoopbackServer, closed_port, silent, sleep_until
+from tests.helpers import wait_until
+from tests.probe_helpers import FakeInbox, LoopbackServer, closed_port, silent
 
 FAST = Backoff(initial=0.02, maximum=0.05, jitter=0.01)
 
@@ -200,7 +201,7 @@ def test_stop_signal_returns_false_within_a_second() -> None:
         daemon=True,
     )
     thread.start()
-    assert sleep_until(lambda: script.attempts["cache"] >= 2, 5)
+    assert wait_until(lambda: script.attempts["cache"] >= 2, 5)
     sent = time.monotonic()
     inbox.send(signal.SIGTERM)
     thread.join(5)
@@ -422,7 +423,7 @@ def test_signal_inbox_interrupts_the_wait(signum: int) -> None:
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "waiting"
-            assert sleep_until(lambda: server.connections >= 1, 10)
+            assert wait_until(lambda: server.connections >= 1, 10)
             sent = time.monotonic()
             proc.send_signal(signum)
             out, _ = proc.communicate(timeout=10)

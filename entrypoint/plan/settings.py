@@ -83,6 +83,13 @@ def parse_metrics_addr(value: object) -> tuple[str, int] | None:
         raise v.Invalid(str(exc).removeprefix(": ")) from None
 
 
+_restart_choice = v.choice(tuple(Restart), {"on_failure": "on-failure", "no": "never"})
+
+
+def parse_restart(value: object) -> Restart:
+    return Restart(_restart_choice(value))
+
+
 def parse_leader_env(value: object) -> str:
     name = v.parse_variable_name(value)
     if name in RESERVED_NAMES or name.startswith(("ENTRYPOINT_", "LD_")):
@@ -130,8 +137,7 @@ OPTIONS: tuple[Option, ...] = (
            per_mode=True),
     Option("signal_group", "ENTRYPOINT_SIGNAL_GROUP", v.parse_bool, default=False, help=
            "Forward signals to the child's whole process group.", metavar="BOOL", per_mode=True),
-    Option("restart", "ENTRYPOINT_RESTART",
-           v.choice(tuple(Restart), {"on_failure": "on-failure", "no": "never"}), Restart.ALWAYS,
+    Option("restart", "ENTRYPOINT_RESTART", parse_restart, Restart.ALWAYS,
            "always, on-failure (exit 0 ends the entrypoint) or never.", metavar="POLICY",
            per_mode=True),
     Option("min_uptime", "ENTRYPOINT_MIN_UPTIME", v.parse_seconds, 10.0,

@@ -21,6 +21,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 Callback = Callable[[], None]
+# The longest single wait: epoll takes its timeout in milliseconds as a C int
+# (24.8 days). A deadline further away (ENTRYPOINT_WAIT_TIMEOUT=999999999 is
+# "forever" to many) costs one wakeup a day, after which the caller waits again.
+MAX_WAIT = 86400.0
 
 
 class FileLike(Protocol):
@@ -135,8 +139,8 @@ class Loop:
         if due is not None:
             until_timer = max(0.0, due - self.clock())
             timeout = until_timer if timeout is None else min(timeout, until_timer)
-        if timeout is not None and timeout < 0:
-            timeout = 0.0
+        if timeout is not None:
+            timeout = min(max(timeout, 0.0), MAX_WAIT)
         for key, events in self._selector.select(timeout):
             handlers: _Handlers = key.data
             # Looked up at each call: a callback earlier in this batch may have
