@@ -95,9 +95,8 @@ def test_a_closed_stderr_never_ends_supervision_and_a_stop_still_stops() -> None
 def _only_child(pid: int) -> int:
     from tests.helpers import descendants
 
-    found: list[int] = []
-    assert wait_until(lambda: bool(found.extend(descendants(pid)) or found), 5)
-    return found[0]
+    assert wait_until(lambda: bool(descendants(pid)), 5)
+    return descendants(pid)[0]
 
 
 def test_a_closed_stdout_of_explain_is_not_status_120() -> None:
