@@ -9,6 +9,7 @@ class ExitCode(IntEnum):
     OK = 0
     USAGE = 64
     UNAVAILABLE = 69
+    TEMPFAIL = 75  # busy: another holds what was asked for; try again later
     CONFIG = 78
     NOT_EXECUTABLE = 126
     NOT_FOUND = 127
