@@ -13,10 +13,11 @@ the queue URL) and one key (`ENTRYPOINT_HANDOFF_KEY`):
   and `running` before it starts it again; the handoff waits for `replicas()`
   to show every live one `yielded` (`ReplicaInfo.yielded`) before it starts CMD.
 
-The handoff lease's expiry is set `HOLD_FRACTION` of the TTL ahead at every
-renewal (every ttl/3): a handoff killed with SIGKILL stops renewing, its lease
-expires at most 2/3 of the TTL later, and replicas that check every ttl/3
-resume within the TTL.
+The handoff lease's expiry is set half the TTL ahead (`HOLD_FRACTION`) at
+every renewal, and the handoff renews it every ttl/6 (`RENEW_FRACTION`, so
+two renewals in a row may fail). A handoff killed with SIGKILL stops
+renewing: its lease expires at most ttl/2 later, and replicas that check every
+ttl/3 resume within 5/6 of the TTL (the contract says within the TTL).
 
 Every call is one attempt bounded by the store's timeout, and raises
 `LeaseUnavailable` (redacted, one line) when the store cannot be asked;
@@ -38,8 +39,10 @@ from entrypoint.plan.urls import Scheme
 if TYPE_CHECKING:
     from entrypoint.plan.urls import Dependency
 
-# The handoff lease lives this much of the TTL past each renewal (see above).
-HOLD_FRACTION = 2 / 3
+# The handoff lease lives this much of the TTL past each renewal, renewed this
+# often (see above): kill -> expiry <= ttl/2, + a replica's check <= ttl/3.
+HOLD_FRACTION = 1 / 2
+RENEW_FRACTION = 1 / 6
 # Values read from the store are shown at most this long.
 _FIELD_LIMIT = 200
 
@@ -122,14 +125,14 @@ class HandoffStore(Protocol):
         ttl: float,
         *,
         state: ReplicaState | None = None,
-        stop_timeout: float = 0.0,
+        stop_timeout: float | None = None,
     ) -> bool:
         """Announce `replica_id` for `ttl` seconds; return whether a handoff is active.
 
         One round trip, atomic: the answer is also stored with the
-        registration (`ReplicaInfo.saw_handoff`). `state` None keeps the state
-        the store has (running for a new registration). `stop_timeout` is what
-        the handoff adds to its bounded wait for this replica.
+        registration (`ReplicaInfo.saw_handoff`). `state` and `stop_timeout`
+        None keep what the store has (running and 0 for a new registration).
+        `stop_timeout` is what the handoff adds to its bounded wait.
         """
 
     def report(self, replica_id: str, state: ReplicaState) -> bool:
@@ -184,6 +187,11 @@ def open_handoff_store(dep: Dependency, key: str, ttl: float, *, timeout: float)
 def hold_ms(ttl: float) -> int:
     """How far ahead each hold or renewal sets the handoff lease's expiry, in milliseconds."""
     return max(1, math.ceil(ttl * HOLD_FRACTION * 1000))
+
+
+def renew_every(ttl: float) -> float:
+    """How often the handoff renews its lease, in seconds."""
+    return ttl * RENEW_FRACTION
 
 
 def parse_state(text: str | None) -> ReplicaState:

@@ -496,10 +496,10 @@ REGISTER = (
     f" WHERE key = $1 AND {_LIVE}) AS held),"
     f" registered AS (INSERT INTO {REPLICAS_TABLE} AS r"
     " (key, replica, state, stop_timeout, saw_handoff, expires_at)"
-    " SELECT $1, $2, coalesce($3::text, 'running'), $4::float8, held,"
+    " SELECT $1, $2, coalesce($3::text, 'running'), coalesce($4::float8, 0), held,"
     f" {_IN_MS.format('$5::float8')} FROM active"
     " ON CONFLICT (key, replica) DO UPDATE SET state = coalesce($3::text, r.state),"
-    " stop_timeout = excluded.stop_timeout, saw_handoff = excluded.saw_handoff,"
+    " stop_timeout = coalesce($4::float8, r.stop_timeout), saw_handoff = excluded.saw_handoff,"
     " expires_at = excluded.expires_at RETURNING 1)"
     " SELECT held FROM active"
 )
@@ -540,7 +540,7 @@ class PostgresHandoffStore:
         self._clock = clock
         self._session: _Session | None = None
         self._holder: str | None = None
-        self._registered: dict[str, tuple[float, float]] = {}
+        self._ttls: dict[str, float] = {}  # each replica's TTL, from its last registration
 
     # -- the handoff side
 
@@ -587,22 +587,21 @@ class PostgresHandoffStore:
         ttl: float,
         *,
         state: ReplicaState | None = None,
-        stop_timeout: float = 0.0,
+        stop_timeout: float | None = None,
     ) -> bool:
-        self._registered[replica_id] = (ttl, stop_timeout)
+        self._ttls[replica_id] = ttl
         params = (
             self.key,
             replica_id,
             None if state is None else str(state),
-            repr(float(stop_timeout)),
+            None if stop_timeout is None else repr(float(stop_timeout)),
             str(max(1, round(ttl * 1000))),
         )
         rows = self._query(REGISTER, params, creates=_TABLES)
         return bool(rows) and rows[0][0] == "t"
 
     def report(self, replica_id: str, state: ReplicaState) -> bool:
-        ttl, stop_timeout = self._registered.get(replica_id, (self.ttl, 0.0))
-        return self.register(replica_id, ttl, state=state, stop_timeout=stop_timeout)
+        return self.register(replica_id, self._ttls.get(replica_id, self.ttl), state=state)
 
     def replicas(self) -> list[ReplicaInfo]:
         rows = self._query(REPLICAS, (self.key,), missing=[])

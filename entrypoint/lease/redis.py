@@ -251,7 +251,7 @@ return 0
 # timeout> <saw handoff 0|1>", expiry on the server's clock (TIME), so that
 # replicas' clocks do not matter. KEYS[1] the replicas hash, KEYS[2] the
 # handoff key; ARGV[1] the replica, ARGV[2] its TTL in ms, ARGV[3] its state
-# ('' keeps the stored one), ARGV[4] its stop timeout. Returns whether the
+# ('' keeps the stored one), ARGV[4] its stop timeout (the same). Returns whether the
 # handoff lease is held, as stored with the registration.
 REGISTER_SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
@@ -260,9 +260,12 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local ttl = tonumber(ARGV[2])
 local active = redis.call('EXISTS', KEYS[2])
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-local state = ARGV[3]
+local state, stop_timeout = ARGV[3], ARGV[4]
 if state == '' then
   state = old and string.match(old, '^%d+ (%S+)') or 'running'
+end
+if stop_timeout == '' then
+  stop_timeout = old and string.match(old, '^%d+ %S+ (%S+)') or '0'
 end
 if not old then
   -- a new registration sweeps the lapsed ones (replicas that went away)
@@ -272,7 +275,7 @@ if not old then
     if not expires or expires <= now then redis.call('HDEL', KEYS[1], all[i]) end
   end
 end
-local value = string.format('%.0f %s %s %d', now + ttl, state, ARGV[4], active)
+local value = string.format('%.0f %s %s %d', now + ttl, state, stop_timeout, active)
 redis.call('HSET', KEYS[1], ARGV[1], value)
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return active
@@ -321,7 +324,7 @@ class RedisHandoffStore:
         self.where = dep.display
         self._link = RedisLink(dep, timeout=timeout, clock=clock, connect=connect)
         self._value: str | None = None
-        self._registered: dict[str, tuple[float, float]] = {}
+        self._ttls: dict[str, float] = {}  # each replica's TTL, from its last registration
 
     # -- the handoff side
 
@@ -364,18 +367,18 @@ class RedisHandoffStore:
         ttl: float,
         *,
         state: ReplicaState | None = None,
-        stop_timeout: float = 0.0,
+        stop_timeout: float | None = None,
     ) -> bool:
-        self._registered[replica_id] = (ttl, stop_timeout)
+        self._ttls[replica_id] = ttl
+        stop = "" if stop_timeout is None else repr(float(stop_timeout))
         reply = self._link.call(
             "EVAL", REGISTER_SCRIPT, 2, replicas_key(self.key), self.key,
-            replica_id, max(1, round(ttl * 1000)), state or "", repr(float(stop_timeout)),
+            replica_id, max(1, round(ttl * 1000)), state or "", stop,
         )  # fmt: skip
         return reply == 1
 
     def report(self, replica_id: str, state: ReplicaState) -> bool:
-        ttl, stop_timeout = self._registered.get(replica_id, (self.ttl, 0.0))
-        return self.register(replica_id, ttl, state=state, stop_timeout=stop_timeout)
+        return self.register(replica_id, self._ttls.get(replica_id, self.ttl), state=state)
 
     def replicas(self) -> list[ReplicaInfo]:
         reply = self._link.call("EVAL", REPLICAS_SCRIPT, 1, replicas_key(self.key))

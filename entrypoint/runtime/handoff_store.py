@@ -5,7 +5,7 @@
     CMD...                              # foreground, signals forwarded, as `handoff`
     release the lease                   # on any end of CMD, an error, TERM
 
-The lease is renewed every ttl/3 from the moment it is held to its release,
+The lease is renewed every ttl/6 from the moment it is held to its release,
 while waiting for the replicas and while CMD runs. A renewal that finds the
 lease gone (the machine slept past its expiry) takes it again when it is
 free: the replicas, which resumed meanwhile, yield again at their next check.
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from entrypoint.errors import EntrypointError, ExitCode, UnavailableError, UsageError
 from entrypoint.lease import LeaseUnavailable
-from entrypoint.lease.handoff import HolderInfo, open_handoff_store, shown
+from entrypoint.lease.handoff import HolderInfo, open_handoff_store, renew_every, shown
 from entrypoint.runtime.handoff import (
     STOP_SIGNALS,
     HeldSignals,
@@ -107,7 +107,7 @@ def run_store_handoff(
             stop = _take(handoff, info, held, wait=wait, log=log)
             if stop is not None:
                 return 128 + stop
-            keeper = _Keeper(handoff, info, ttl, log, due=clock() + ttl / 3)
+            keeper = _Keeper(handoff, info, ttl, log, due=clock() + renew_every(ttl))
             try:
                 stop = _await_yield(handoff, keeper, held, argv[0], log=log, clock=clock)
                 if stop is not None:
@@ -157,7 +157,7 @@ def _take(
 
 @dataclass
 class _Keeper:
-    """Keeps the held lease: a renewal every ttl/3, retried sooner when the store fails."""
+    """Keeps the held lease: a renewal every ttl/6, retried sooner when the store fails."""
 
     handoff: HandoffStore
     info: HolderInfo
@@ -173,7 +173,7 @@ class _Keeper:
             kept = self.handoff.renew() or self.handoff.hold(self.info)
         except LeaseUnavailable as exc:
             self.log.warning("handoff_renew_failed", key=self.handoff.key, reason=str(exc))
-            self.due = now + min(1.0, self.ttl / 6)
+            self.due = now + min(1.0, renew_every(self.ttl) / 2)
             return self.due
         if not kept:
             self.log.warning(
@@ -181,7 +181,7 @@ class _Keeper:
                 key=self.handoff.key,
                 reason="the handoff lease expired and another handoff holds it",
             )
-        self.due = now + self.ttl / 3
+        self.due = now + renew_every(self.ttl)
         return self.due
 
 
