@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import sys
@@ -35,8 +36,11 @@ def pg() -> tuple[str, int]:
 
 
 @pytest.fixture
-def key() -> str:
-    return f"test:lease:{uuid.uuid4().hex}"
+def key(pg: tuple[str, int]) -> Iterator[str]:
+    name = f"test:lease:{uuid.uuid4().hex}"
+    yield name
+    with contextlib.suppress(Exception):  # the token table may not exist (yet)
+        sql(pg, f"DELETE FROM entrypoint_lease_tokens WHERE key LIKE '{name}%'")  # noqa: S608
 
 
 OPENED: list[PostgresLease] = []

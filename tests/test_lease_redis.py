@@ -105,7 +105,7 @@ def test_three_holders_racing_exactly_one_acquires(redis: tuple[str, int], key: 
         winner = next(h for h in holders if raw(redis, "GET", round_key) == h.holder.encode())
         assert [h.renew() for h in holders].count(True) == 1
         assert winner.renew()
-        raw(redis, "DEL", round_key)
+        raw(redis, "DEL", round_key, token_key(round_key))
         for holder in holders:
             holder.close()
 
