@@ -77,7 +77,12 @@ class Store:
         return Running([*argv, *(["--never-yield"] if never else [])], base_env())
 
 
-@pytest.fixture(params=["redis", "postgresql"])
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.server("redis")),
+        pytest.param("postgresql", marks=pytest.mark.server("postgresql")),
+    ]
+)
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     backend: str = request.param
     host, port = require_server(backend)
