@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import sys
 import time
@@ -91,11 +92,17 @@ def main() -> int:
         if signum in STOPS:
             stopping.append(signum)
 
+    # Not signal.pause(): a signal that lands between a check and the pause
+    # would leave it blocked for good. The wakeup fd keeps every signal.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     for name in ECHOED:
         signal.signal(getattr(signal, "SIG" + name), handler)
     if args.grandchild:
         pid = os.fork()
         if pid == 0:
+            signal.set_wakeup_fd(-1)
             for name in ECHOED:
                 signal.signal(getattr(signal, "SIG" + name), handler)
             say("grandchild ready")
@@ -107,7 +114,8 @@ def main() -> int:
         say(f"left {args.orphans} orphans")
     say("ready")
     while True:
-        signal.pause()
+        select.select([wake_r], [], [])
+        os.read(wake_r, 512)
         if stopping and args.on_term != "ignore":
             if args.die_by:
                 if args.die_by != signal.SIGKILL:

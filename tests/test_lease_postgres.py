@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import socket
 import sys
 import threading
@@ -13,6 +15,7 @@ import pytest
 
 from entrypoint.errors import ConfigError
 from entrypoint.lease import LeaseUnavailable, default_holder, open_lease
+from entrypoint.plan.urls import Dependency, parse_url
 from tests.helpers import wait_until
 from tests.servers import require_server
 from tests.tcp_proxy import TcpProxy
@@ -33,8 +36,11 @@ def pg() -> tuple[str, int]:
 
 
 @pytest.fixture
-def key() -> str:
-    return f"test:lease:{uuid.uuid4().hex}"
+def key(pg: tuple[str, int]) -> Iterator[str]:
+    name = f"test:lease:{uuid.uuid4().hex}"
+    yield name
+    with contextlib.suppress(Exception):  # the token table may not exist (yet)
+        sql(pg, f"DELETE FROM entrypoint_lease_tokens WHERE key LIKE '{name}%'")  # noqa: S608
 
 
 OPENED: list[PostgresLease] = []
@@ -47,14 +53,18 @@ def _close_leases() -> Iterator[None]:
         OPENED.pop().close()
 
 
-def url_of(address: tuple[str, int]) -> str:
-    return f"postgresql://{USER}@{address[0]}:{address[1]}/{DATABASE}"
+def url_of(address: tuple[str, int], query: str = "") -> str:
+    return f"postgresql://{USER}@{address[0]}:{address[1]}/{DATABASE}{query}"
+
+
+def dep(url: str) -> Dependency:
+    return parse_url(url, "ENTRYPOINT_LEASE_URL")
 
 
 def lease(url: str, key: str, ttl: float = 5, timeout: float = 1) -> PostgresLease:
     from entrypoint.lease.postgres import PostgresLease
 
-    made = open_lease(url, key, ttl, holder=default_holder(), timeout=timeout)
+    made = open_lease(dep(url), key, ttl, holder=default_holder(), timeout=timeout)
     assert isinstance(made, PostgresLease)
     OPENED.append(made)
     return made
@@ -64,7 +74,8 @@ def sql(address: tuple[str, int], query: str) -> list[tuple[object, ...]]:
     import psycopg
 
     with psycopg.connect(url_of(address), autocommit=True, connect_timeout=5) as conn:
-        return list(conn.execute(query).fetchall())
+        cursor = conn.execute(query)
+        return list(cursor.fetchall()) if cursor.description is not None else []
 
 
 def holders_of(address: tuple[str, int], lock: int) -> list[int]:
@@ -106,6 +117,83 @@ def test_three_holders_racing_exactly_one_acquires(pg: tuple[str, int], key: str
     assert holders_of(pg, winner.lock_id) == [backend_pid(winner)]
     assert [h.renew() for h in holders].count(True) == 1
     assert winner.acquire(), "acquire by the holder again is True"
+
+
+def test_tokens_strictly_grow_across_twenty_leader_changes(pg: tuple[str, int], key: str) -> None:
+    ttl = 1.0  # idle_session_timeout: a silent leader's session ends one TTL after its last query
+    holders = [lease(url_of(pg), key, ttl=ttl, timeout=2) for _ in range(3)]
+    tokens: list[int] = []
+    leader: PostgresLease | None = None
+    for change in range(20):
+        successor = holders[change % 3]
+        if leader is not None and change % 5 == 0:
+            # The leader goes silent: the server ends its session after the TTL.
+            assert wait_until(successor.acquire, timeout=ttl + 3)
+            assert not leader.renew(), "the expired leader knows it lost"
+        elif leader is not None and change % 5 == 1:
+            sql(pg, f"SELECT pg_terminate_backend({backend_pid(leader)})")  # a crash
+            assert wait_until(successor.acquire, timeout=3)
+            assert not leader.renew()
+        else:
+            if leader is not None:
+                leader.release()
+            assert successor.acquire()
+        assert leader is None or leader.token is None
+        token = successor.token
+        assert token is not None
+        for other in holders:
+            if other is not successor:
+                assert not other.acquire()
+                assert other.token is None
+        assert successor.acquire(), "acquire again by the holder"
+        assert successor.token == token, "keeps the token"
+        tokens.append(token)
+        leader = successor
+    assert all(later > earlier for earlier, later in itertools.pairwise(tokens))
+    # One increment per new leader: failed attempts and re-acquires draw none.
+    assert tokens[-1] - tokens[0] == 19
+    rows = sql(pg, f"SELECT token FROM entrypoint_lease_tokens WHERE key = '{key}'")  # noqa: S608
+    assert rows == [(tokens[-1],)]
+
+
+@pytest.fixture
+def schema(pg: tuple[str, int]) -> Iterator[str]:
+    """A schema of this test's own, first on the lease's search_path, dropped afterwards."""
+    name = f"test_lease_{uuid.uuid4().hex[:12]}"
+    sql(pg, f"CREATE SCHEMA {name}")
+    yield name
+    sql(pg, f"DROP SCHEMA {name} CASCADE")
+
+
+def in_schema(pg: tuple[str, int], schema: str) -> str:
+    return url_of(pg, f"?options=-csearch_path%3D{schema}")
+
+
+def test_the_token_table_is_created_when_missing(
+    pg: tuple[str, int], key: str, schema: str
+) -> None:
+    first = lease(in_schema(pg, schema), key)
+    assert first.acquire()
+    assert first.token == 1
+    rows = sql(pg, f"SELECT key, token FROM {schema}.entrypoint_lease_tokens")  # noqa: S608
+    assert rows == [(key, 1)]
+    first.release()
+    second = lease(in_schema(pg, schema), key)
+    assert second.acquire()
+    assert second.token == 2
+
+
+def test_no_token_no_leader_and_the_lock_is_freed(
+    pg: tuple[str, int], key: str, schema: str
+) -> None:
+    # A table of that name the token cannot be kept in (no unique key).
+    sql(pg, f"CREATE TABLE {schema}.entrypoint_lease_tokens (key text, token bigint)")
+    holder = lease(in_schema(pg, schema), key)
+    with pytest.raises(LeaseUnavailable, match="cannot draw the fencing token") as caught:
+        holder.acquire()
+    assert "\n" not in str(caught.value)
+    assert holder.token is None
+    assert holders_of(pg, holder.lock_id) == []
 
 
 @pytest.mark.parametrize("suffix", ["neg:0", "pos:0"])  # a negative and a positive lock id
@@ -154,7 +242,8 @@ def test_a_dead_leader_process_frees_the_lock(pg: tuple[str, int], key: str) -> 
 
     code = (
         "import sys; from entrypoint.lease import open_lease\n"
-        f"lease = open_lease({url_of(pg)!r}, {key!r}, 5, holder='child', timeout=2)\n"
+        "from entrypoint.plan.urls import parse_url\n"
+        f"lease = open_lease(parse_url({url_of(pg)!r}, 'X'), {key!r}, 5, holder='c', timeout=2)\n"
         "print(lease.acquire(), flush=True); sys.stdin.read()\n"
     )
     child = subprocess.Popen(
@@ -310,22 +399,76 @@ def test_keepalives_notice_a_dead_peer_within_the_ttl() -> None:
     assert "tcp_user_timeout" not in session_settings(15, 110000)
 
 
-def test_bad_url_is_a_config_error_without_the_password() -> None:
-    with pytest.raises(ConfigError, match="bad port") as caught:
-        open_lease("postgresql://u:sekrit99@h:port/db", "k", 5, holder="h", timeout=1)
+def test_the_connection_is_built_from_the_dependency_fields() -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from entrypoint.lease.postgres import build_conninfo
+
+    url = "postgres://us%40er:Zx9?Se'cr=t@db.example:6543/app%20db?sslmode=require&charset=x"
+    info = conninfo_to_dict(build_conninfo(dep(url), 15, "entrypoint lease h"))
+    assert {k: info[k] for k in ("host", "port", "user", "password", "dbname", "sslmode")} == {
+        "host": "db.example",
+        "port": "6543",
+        "user": "us@er",
+        "password": "Zx9?Se'cr=t",
+        "dbname": "app db",
+        "sslmode": "require",
+    }
+    assert "charset" not in info, "an option meant for the application is not libpq's"
+    assert info["application_name"] == "entrypoint lease h"
+    bare = conninfo_to_dict(build_conninfo(dep("postgresql://[::1]"), 15, "x"))
+    assert (bare["host"], bare["port"], bare["user"], bare["dbname"]) == (
+        "::1", "5432", "postgres", "postgres",
+    )  # fmt: skip
+    assert "password" not in bare
+
+
+def test_a_bad_sslmode_is_a_config_error_without_the_password() -> None:
+    with pytest.raises(ConfigError, match="sslmode='sometimes'") as caught:
+        open_lease(
+            dep("postgresql://u:sekrit99@h/db?sslmode=sometimes"), "k", 5, holder="h", timeout=1
+        )
     assert "sekrit99" not in str(caught.value)
-    with pytest.raises(ConfigError, match="malformed") as caught:
-        open_lease("postgresql://u:sekrit99@h/db?nosuchoption=1", "k", 5, holder="h", timeout=1)
-    assert "sekrit99" not in str(caught.value)
+
+
+def test_a_password_with_a_question_mark_never_shows() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    holder = lease(f"postgresql://u:Zx9?Secret@127.0.0.1:{port}/test", "k")
+    with pytest.raises(LeaseUnavailable, match="refused") as caught:
+        holder.acquire()
+    assert "Zx9" not in str(caught.value)
+    assert f"postgresql://u:***@127.0.0.1:{port}/test" in str(caught.value)
 
 
 def test_without_psycopg_it_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)
     monkeypatch.delitem(sys.modules, "entrypoint.lease.postgres", raising=False)
     with pytest.raises(ConfigError, match=r"needs psycopg.*entrypoint\[postgres\]") as caught:
-        open_lease("postgresql://u:sekrit99@h/db", "k", 5, holder="h", timeout=1)
+        open_lease(dep("postgresql://u:sekrit99@h/db"), "k", 5, holder="h", timeout=1)
     assert "sekrit99" not in str(caught.value)
 
 
 def test_open_does_no_io() -> None:
-    lease("postgresql://u@no-such-host.invalid:1/db", "k").close()
+    server = socket.create_server(("127.0.0.1", 0), backlog=8)
+    server.setblocking(False)  # noqa: FBT003 - socket's own API
+
+    def accepted() -> int:
+        count = 0
+        while True:
+            try:
+                conn, _ = server.accept()
+            except BlockingIOError:
+                return count
+            conn.close()
+            count += 1
+
+    with server:
+        port = server.getsockname()[1]
+        holder = lease(f"postgresql://u@127.0.0.1:{port}/db", "k", timeout=0.3)
+        assert accepted() == 0
+        # Control: the first call does connect, and the count sees it.
+        with pytest.raises(LeaseUnavailable, match="timed out"):
+            holder.acquire()
+        assert wait_until(lambda: accepted() == 1, timeout=2)

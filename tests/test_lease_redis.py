@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 
 from entrypoint.errors import ConfigError
 from entrypoint.lease import LeaseUnavailable, default_holder, open_lease
-from entrypoint.lease.redis import RedisLease, RedisTarget, parse_redis_url
+from entrypoint.lease.redis import RedisLease, token_key
+from entrypoint.plan.urls import Dependency, parse_url
 from entrypoint.probes.resp import RedisConnection
 from tests.helpers import wait_until
 from tests.servers import missing, require_server
@@ -37,11 +39,15 @@ def key(redis: tuple[str, int]) -> Iterator[str]:
     name = f"test:lease:{uuid.uuid4().hex}"
     yield name
     with RedisConnection(*redis, timeout=2) as conn:
-        conn.command("DEL", name)
+        conn.command("DEL", name, token_key(name))
 
 
 def url_of(address: tuple[str, int], db: int = 0) -> str:
     return f"redis://{address[0]}:{address[1]}/{db}"
+
+
+def dep(url: str) -> Dependency:
+    return parse_url(url, "ENTRYPOINT_LEASE_URL")
 
 
 OPENED: list[RedisLease] = []
@@ -55,22 +61,20 @@ def _close_leases() -> Iterator[None]:
 
 
 def lease(address: tuple[str, int], key: str, ttl: float = 5, timeout: float = 1) -> RedisLease:
-    made = open_lease(url_of(address), key, ttl, holder=default_holder(), timeout=timeout)
+    made = open_lease(dep(url_of(address)), key, ttl, holder=default_holder(), timeout=timeout)
     assert isinstance(made, RedisLease)
     OPENED.append(made)
     return made
 
 
 def proxied(proxy: TcpProxy, key: str, timeout: float) -> RedisLease:
-    made = RedisLease(
-        parse_redis_url(proxy.url("redis", "/0")), key, 5, holder="leader", timeout=timeout
-    )
+    made = RedisLease(dep(proxy.url("redis", "/0")), key, 5, holder="leader", timeout=timeout)
     OPENED.append(made)
     return made
 
 
 def opened(url: str, key: str = "k") -> RedisLease:
-    made = open_lease(url, key, 5, holder="me", timeout=1)
+    made = open_lease(dep(url), key, 5, holder="me", timeout=1)
     assert isinstance(made, RedisLease)
     OPENED.append(made)
     return made
@@ -101,9 +105,55 @@ def test_three_holders_racing_exactly_one_acquires(redis: tuple[str, int], key: 
         winner = next(h for h in holders if raw(redis, "GET", round_key) == h.holder.encode())
         assert [h.renew() for h in holders].count(True) == 1
         assert winner.renew()
-        raw(redis, "DEL", round_key)
+        raw(redis, "DEL", round_key, token_key(round_key))
         for holder in holders:
             holder.close()
+
+
+def test_tokens_strictly_grow_across_twenty_leader_changes(
+    redis: tuple[str, int], key: str
+) -> None:
+    ttl = 0.5
+    holders = [lease(redis, key, ttl=ttl, timeout=2) for _ in range(3)]
+    tokens: list[int] = []
+    leader: RedisLease | None = None
+    for change in range(20):
+        successor = holders[change % 3]
+        if leader is not None and change % 3 == 0:
+            # The leader goes silent: its key expires, then the successor takes over.
+            assert wait_until(successor.acquire, timeout=ttl + 2)
+            assert not leader.renew(), "the expired leader knows it lost"
+            assert leader.token is None
+        else:
+            if leader is not None:
+                leader.release()
+            assert successor.acquire()
+        token = successor.token
+        assert token is not None
+        for other in holders:
+            if other is not successor:
+                assert not other.acquire()
+                assert other.token is None
+        assert successor.acquire(), "acquire again by the holder"
+        assert successor.token == token, "keeps the token"
+        assert raw(redis, "GET", token_key(key)) == str(token).encode()
+        tokens.append(token)
+        leader = successor
+    assert all(later > earlier for earlier, later in itertools.pairwise(tokens))
+    # One INCR per new leader: failed attempts and re-acquires draw none.
+    assert tokens[-1] - tokens[0] == 19
+
+
+def test_the_token_outlives_the_lease(redis: tuple[str, int], key: str) -> None:
+    first = lease(redis, key)
+    assert first.acquire()
+    assert first.token == 1
+    first.release()
+    assert raw(redis, "EXISTS", key) == 0
+    assert raw(redis, "PTTL", token_key(key)) == -1, "the counter has no expiry"
+    second = lease(redis, key)
+    assert second.acquire()
+    assert second.token == 2
 
 
 def test_value_is_the_holder_and_ttl_is_set(redis: tuple[str, int], key: str) -> None:
@@ -328,32 +378,22 @@ def test_no_password_is_permanent(private_redis: tuple[str, int]) -> None:
     assert caught.value.permanent
 
 
-# -- parsing and validation (no I/O) ------------------------------------------
-
-
-def test_parse_redis_url() -> None:
-    assert parse_redis_url("rediss://u%3Ax:p%40w@cache.example:6380/5") == RedisTarget(
-        host="cache.example", port=6380, tls=True, username="u:x", password="p@w", db=5
-    )
-    assert parse_redis_url("redis://[::1]") == RedisTarget(
-        host="::1", port=6379, tls=False, username=None, password=None, db=0
-    )
+# -- validation (no I/O) -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://:secretpw@/0", "has no host"),
-        ("redis://:secretpw@h/zero", "as its database"),
-        ("redis://:secretpw@h:70000/0", "malformed"),
-        ("memcached://:secretpw@h", "unsupported scheme memcached://"),
-        ("h:6379", "unsupported scheme"),
+        ("amqp://u:secretpw@h/", r"cannot hold the leader lease \(amqp\)"),
+        ("nats://secretpw@h", r"cannot hold the leader lease \(nats\)"),
+        ("mysql://u:secretpw@h/db", r"cannot hold the leader lease \(mysql\)"),
     ],
 )
-def test_bad_urls_are_config_errors_without_the_password(url: str, message: str) -> None:
+def test_other_stores_are_config_errors_without_the_password(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as caught:
-        open_lease(url, "k", 5, holder="h", timeout=1)
+        open_lease(dep(url), "k", 5, holder="h", timeout=1)
     assert "secretpw" not in str(caught.value)
+    assert str(caught.value).startswith("ENTRYPOINT_LEASE_URL: ")
 
 
 @pytest.mark.parametrize(
@@ -362,11 +402,73 @@ def test_bad_urls_are_config_errors_without_the_password(url: str, message: str)
 )
 def test_bad_values_are_config_errors(key: str, ttl: float, timeout: float, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        open_lease("redis://h/0", key, ttl, holder="h", timeout=timeout)
+        open_lease(dep("redis://h/0"), key, ttl, holder="h", timeout=timeout)
+
+
+def _listener() -> socket.socket:
+    server = socket.create_server(("127.0.0.1", 0), backlog=8)
+    server.setblocking(False)  # noqa: FBT003 - socket's own API
+    return server
+
+
+def _accepted(server: socket.socket) -> int:
+    """How many connections reached `server` (the kernel completes them without accept)."""
+    count = 0
+    while True:
+        try:
+            conn, _ = server.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
 
 
 def test_open_does_no_io() -> None:
-    open_lease("redis://no-such-host.invalid:1/0", "k", 5, holder="h", timeout=1).close()
+    with _listener() as server:
+        port = server.getsockname()[1]
+        made = open_lease(dep(f"redis://127.0.0.1:{port}/0"), "k", 5, holder="h", timeout=0.3)
+        OPENED.append(made)  # type: ignore[arg-type]
+        assert _accepted(server) == 0
+        # Control: the first call does connect, and the count sees it.
+        with pytest.raises(LeaseUnavailable, match="timed out"):
+            made.acquire()
+        assert wait_until(lambda: _accepted(server) == 1, timeout=2)
+
+
+def test_a_password_with_a_question_mark_never_shows() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    holder = opened(f"redis://:Zx9?Secret@127.0.0.1:{port}")
+    with pytest.raises(LeaseUnavailable, match="refused") as caught:
+        holder.acquire()
+    assert "Zx9" not in str(caught.value)
+    assert "Secret" not in str(caught.value)
+    assert f"redis://:***@127.0.0.1:{port}" in str(caught.value)
+    assert holder.where == f"redis://:***@127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(("scheme", "first_byte"), [("rediss", 0x16), ("redis", ord("*"))])
+def test_rediss_speaks_tls_and_redis_does_not(scheme: str, first_byte: int) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(2)
+            received.append(conn.recv(1))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    holder = opened(f"{scheme}://127.0.0.1:{port}/0")
+    with pytest.raises(LeaseUnavailable):
+        holder.acquire()
+    thread.join(2)
+    server.close()
+    # 0x16: a TLS handshake record (the ClientHello); '*': a RESP command.
+    assert received == [bytes([first_byte])]
 
 
 def test_default_holder_is_unique_and_names_the_process() -> None:

@@ -328,7 +328,7 @@ def test_the_lease_store_is_checked_when_the_plan_is_built() -> None:
     assert plan.lease is not None
     assert (plan.lease.store.password, plan.lease.store.port) == ("Zx9?Secret", 1)
     for env in ({"QUEUE_URL": "nats://127.0.0.1:4222"}, {"QUEUE_CONNECTION": "sqs"}):
-        with pytest.raises(ConfigError, match="store that can hold a lease"):
+        with pytest.raises(ConfigError, match="cannot hold the lease"):
             build_plan(settle({"MODE": "scheduler", **env}, command=("true",)))
         with pytest.raises(ConfigError, match="ENTRYPOINT_HANDOFF=1"):
             build_plan(settle({"MODE": "worker", "ENTRYPOINT_HANDOFF": "1", **env}, command=("x",)))

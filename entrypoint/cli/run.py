@@ -116,7 +116,9 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
     for notice in plan.notices:
         logger.warning(notice.event, **notice_fields(notice))
     logger.info("mode_selected", action="supervise", command=plan.argv[0])
-    loop = Loop()
+    from entrypoint.lease import lease_clock
+
+    loop = Loop(clock=lease_clock)  # the supervisor's clock too: it counts suspended time
     inbox = SignalInbox(loop)
     children.become_subreaper()
     lease = None
@@ -124,7 +126,7 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
         from entrypoint.lease import default_holder, open_lease
 
         lease = open_lease(
-            plan.lease.store.url,
+            plan.lease.store,
             plan.lease.key,
             plan.lease.ttl,
             holder=default_holder(),
@@ -149,6 +151,7 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
     cgroup = memory.find_cgroup()
     supervisor = Supervisor(
         plan,
+        clock=loop.clock,
         inbox=inbox,
         lease=lease,
         watches=watches,

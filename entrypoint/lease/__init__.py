@@ -7,10 +7,16 @@ lease is lost, or when it could not renew for ttl - ttl/3 (the lease may expire
 on the server soon after, so the child must be gone by then); a clean stop calls
 `release()` so that a standby takes over at once instead of after the TTL.
 
+Every successful `acquire()` also yields a fencing token (`lease.token`), an
+integer that strictly grows with every new leader: the leader passes it to its
+child, and a store that remembers the highest token it has seen can refuse the
+writes of a leader that lost the lease without knowing it.
+
 Backends: Redis (`redis://`, `rediss://`; a key set with NX PX, extended and
 deleted only by its holder) and PostgreSQL (`postgresql://`, `postgres://`; a
-session-level advisory lock on a connection of its own). `open_lease` only
-parses and validates: no I/O happens before the first call.
+session-level advisory lock on a connection of its own). Both take the
+`Dependency` parsed once by `entrypoint.plan.urls`, never a URL text.
+`open_lease` only validates: no I/O happens before the first call.
 """
 
 from __future__ import annotations
@@ -18,14 +24,24 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from typing import Protocol
-from urllib.parse import urlsplit
+import time
+from typing import TYPE_CHECKING, Protocol
 
 from entrypoint.errors import ConfigError
-from entrypoint.plan.redact import redact_url
+from entrypoint.plan.leasing import lease_backend_problem
+from entrypoint.plan.urls import Scheme
 
-REDIS_SCHEMES = ("redis", "rediss")
-POSTGRES_SCHEMES = ("postgresql", "postgres")
+if TYPE_CHECKING:
+    from entrypoint.plan.urls import Dependency
+
+__all__ = [
+    "Lease",
+    "LeaseUnavailable",
+    "default_holder",
+    "lease_backend_problem",
+    "lease_clock",
+    "open_lease",
+]
 
 
 class LeaseUnavailable(Exception):
@@ -45,13 +61,20 @@ class Lease(Protocol):
     """One holder's handle on one lease key.
 
     Every call is one attempt bounded by the timeout given to `open_lease`.
+    `where` names the store (`Dependency.display`: no secret); `token` is the
+    fencing token of the current tenure, None before an acquire, after a
+    release and once a renewal said the lease is lost.
     """
 
     ttl: float
+    where: str
+    token: int | None
 
     def acquire(self) -> bool:
         """True when this holder now holds the lease (or already did); False when another does.
 
+        A new tenure takes a new token, greater than every token handed out
+        before for this key; acquiring again while still the holder keeps it.
         Raises LeaseUnavailable when the backend cannot be asked.
         """
 
@@ -75,8 +98,27 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def open_lease(url: str, key: str, ttl: float, *, holder: str, timeout: float) -> Lease:
-    """The lease for `url`'s scheme; ConfigError when the URL or a value cannot work."""
+def lease_clock() -> float:
+    """Seconds on the clock lease deadlines must be measured with: it counts suspended time.
+
+    CLOCK_MONOTONIC keeps running while a process is stopped (SIGSTOP, the
+    cgroup freezer of `docker pause`), but on Linux it does not count the time
+    the whole machine is suspended (a laptop's sleep, a VM suspended to RAM):
+    a leader resumed after an hour would believe its lease still fresh, while
+    the store's clock ran on. CLOCK_BOOTTIME counts both; elsewhere the
+    monotonic clock is what there is.
+    """
+    return time.clock_gettime(_LEASE_CLOCK)
+
+
+_LEASE_CLOCK: int = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
+def open_lease(dep: Dependency, key: str, ttl: float, *, holder: str, timeout: float) -> Lease:
+    """The lease on `key` in the store `dep`; ConfigError when the store or a value cannot work.
+
+    No I/O: the first connection is made by the first call on the lease.
+    """
     problems = []
     if not key:
         problems.append("ENTRYPOINT_LEASE_KEY is empty")
@@ -86,24 +128,20 @@ def open_lease(url: str, key: str, ttl: float, *, holder: str, timeout: float) -
         problems.append(f"the lease timeout must be above 0 seconds, got {timeout}")
     if not holder:
         problems.append("the lease holder name is empty")
+    problem = lease_backend_problem(dep)
+    if problem is not None:
+        problems.append(problem)
     if problems:
         raise ConfigError(problems)
-    scheme = urlsplit(url).scheme.lower()
-    if scheme in REDIS_SCHEMES:
-        from entrypoint.lease.redis import RedisLease, parse_redis_url
-
-        return RedisLease(parse_redis_url(url), key, ttl, holder=holder, timeout=timeout)
-    if scheme in POSTGRES_SCHEMES:
+    if dep.scheme is Scheme.POSTGRESQL:
         try:
             from entrypoint.lease.postgres import PostgresLease
         except ImportError:
             raise ConfigError(
-                f"the lease URL {redact_url(url)} needs psycopg, which is not installed: "
-                "install entrypoint[postgres]"
+                f"{dep.source}: {dep.display} needs psycopg for the leader lease, "
+                "which is not installed: install entrypoint[postgres]"
             ) from None
-        return PostgresLease(url, key, ttl, holder=holder, timeout=timeout)
-    shown = f"{scheme}://" if scheme else "(none)"
-    raise ConfigError(
-        f"the lease URL {redact_url(url)} has an unsupported scheme {shown}: "
-        "use redis://, rediss://, postgresql:// or postgres://"
-    )
+        return PostgresLease(dep, key, ttl, holder=holder, timeout=timeout)
+    from entrypoint.lease.redis import RedisLease
+
+    return RedisLease(dep, key, ttl, holder=holder, timeout=timeout)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from entrypoint.errors import ConfigError
 from entrypoint.plan.budget import worker_timeout
+from entrypoint.plan.leasing import default_handoff_key, lease_backend_problem
 from entrypoint.plan.policy import RestartPolicy
-from entrypoint.plan.urls import Scheme
 from entrypoint.records import StrEnum, dataclass
 
 TYPE_CHECKING = False
@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from entrypoint.plan.depth import DepthSpec
     from entrypoint.plan.settings import Settings
     from entrypoint.plan.urls import Dependency
-
-# The stores a lease (and a handoff lease) can live in.
-LEASE_SCHEMES = frozenset((Scheme.REDIS, Scheme.REDISS, Scheme.POSTGRESQL))
 
 
 class Run(StrEnum):
@@ -169,16 +166,13 @@ def _lease(settings: Settings, needed_for: str, problems: list[str]) -> LeaseSpe
     origin = settings.origin("lease_url").label if settings.lease_store else "the queue URL"
     if store is None:
         problems.append(
-            f"{needed_for} needs a lease store: set ENTRYPOINT_LEASE_URL "
+            f"{needed_for} needs a store for its lease: set ENTRYPOINT_LEASE_URL "
             "(redis:// or postgresql://) or a queue URL"
         )
         return None
-    if store.scheme not in LEASE_SCHEMES:
-        problems.append(
-            f"{needed_for} needs a store that can hold a lease, and {origin} is "
-            f"{store.display} ({store.scheme}): set ENTRYPOINT_LEASE_URL to a redis://, "
-            "rediss:// or postgresql:// URL"
-        )
+    problem = lease_backend_problem(store, f"the lease {needed_for} needs")
+    if problem is not None:
+        problems.append(problem)
         return None
     key = settings.lease_key or f"entrypoint:lease:{settings.mode}"
     return LeaseSpec(store, key, settings.lease_ttl, origin)
@@ -236,14 +230,14 @@ def build_plan(settings: Settings, *, allow_problems: bool = False) -> Plan:
         )
     lease = None
     if spec.singleton:
-        lease = _lease(settings, f"mode {spec.name!r} runs one replica at a time and", problems)
+        lease = _lease(settings, f"mode {spec.name!r} (one replica at a time)", problems)
     elif settings.leader_env:
         lease = _lease(settings, "ENTRYPOINT_LEADER_ENV", problems)
     handoff = None
     if settings.handoff:
         store = _lease(settings, "ENTRYPOINT_HANDOFF=1", problems)
         if store is not None:
-            key = settings.handoff_key or f"entrypoint:handoff:{spec.name}"
+            key = settings.handoff_key or default_handoff_key(spec.name)
             handoff = LeaseSpec(store.store, key, settings.lease_ttl, store.origin)
     if problems and not allow_problems:
         raise ConfigError(problems)

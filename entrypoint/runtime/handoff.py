@@ -12,6 +12,10 @@ therefore not forwarded again (a worker such as RQ or Celery takes a second
 SIGINT as "stop now, drop the job"); one sent to the entrypoint alone (`kill`,
 an IDE's stop button) is. The compose calls run in a process group of their
 own, so that a Ctrl+C cannot interrupt the resume half-way.
+
+`HeldSignals`, `run_foreground`, `wait_signal`, `take_early_stop` and
+`pending_stop` are shared with the store handoff (`handoff_store.py`), which
+pauses replicas through a lease in the queue's store instead of compose.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +37,7 @@ from entrypoint.runtime.log import get_logger
 from entrypoint.sigstate import STOP_SIGNALS, signal_name
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 # Forwarded to the command unless the terminal already delivered them to it.
 FORWARDED = (
@@ -109,18 +115,18 @@ def run_handoff(
         )
     log = get_logger()
     compose = Compose(docker, tuple(compose_files), project_name or None)
-    with _HeldSignals() as held:
-        stop = _take_early_stop()
+    with HeldSignals() as held:
+        stop = take_early_stop()
         if stop is not None:
             return signal_status(stop)
         _check_service(compose, service)
         was_running = _pause(compose, service, log)
         try:
-            stop = _pending_stop(held)
+            stop = pending_stop(held)
             if stop is not None:
                 log.info("handoff_cancelled", service=service, signal=signal_name(stop))
                 return signal_status(stop)
-            return _run_foreground(list(argv), held, log)
+            return run_foreground(list(argv), held, log)
         finally:
             if was_running:
                 _resume(compose, service, log)
@@ -213,11 +219,33 @@ def _compose(compose: Compose, args: Sequence[str], timeout: float) -> _Result:
     return _Result(ok=False, output=done.stdout, reason=redact_text(detail))
 
 
-def _run_foreground(argv: list[str], held: frozenset[int], log: Any) -> int:
+def run_foreground(
+    argv: list[str],
+    held: frozenset[int],
+    log: Any,
+    *,
+    tick: Callable[[float], float] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Run `argv` in the foreground until it exits; its status (CommandError when it cannot start).
+
+    Call it inside `HeldSignals`: the held signals are taken one at a time and
+    forwarded to the command, unless the terminal already delivered them to
+    it (`should_forward`). `tick(now)`, when given, is called once at the
+    start and whenever it is due, and returns the `clock` time it is due
+    next: how a lease is kept while the command runs. It blocks no longer
+    than its own bounded I/O; signals arriving meanwhile wait, blocked.
+    """
     pid = spawn(argv, foreground=True)  # CommandError (127/126) when it cannot start
     foreground = _is_foreground()
+    due = tick(clock()) if tick is not None else None
     while True:
-        signum, from_kernel = _next_signal(held)
+        got = wait_signal(held, None if due is None else max(0.0, due - clock()))
+        if tick is not None and due is not None and clock() >= due:
+            due = tick(clock())
+        if got is None:
+            continue
+        signum, from_kernel = got
         if signum == signal.SIGCHLD:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -234,7 +262,7 @@ def _run_foreground(argv: list[str], held: frozenset[int], log: Any) -> int:
 # -- signals: held blocked for the whole handoff, taken with sigwait ------------
 
 
-class _HeldSignals:
+class HeldSignals:
     """Block the forwarded signals and SIGCHLD; they are taken one by one with sigwait.
 
     SIGCHLD gets a handler of its own while blocked: a blocked signal whose
@@ -265,12 +293,29 @@ def _ignore(_signum: int, _frame: object) -> None:
     pass
 
 
-def _next_signal(held: frozenset[int]) -> tuple[int, bool | None]:
-    """The next held signal, and whether the kernel (a terminal) generated it, if known."""
-    if hasattr(signal, "sigwaitinfo"):
-        info = signal.sigwaitinfo(held)
-        return info.si_signo, info.si_code == SI_KERNEL
-    return signal.sigwait(held), None
+def wait_signal(held: frozenset[int], timeout: float | None) -> tuple[int, bool | None] | None:
+    """The next held signal and whether the kernel (a terminal) generated it, if known.
+
+    None when `timeout` seconds passed first (None: wait as long as it takes).
+    Where sigtimedwait is missing (macOS), a timer thread wakes the wait with
+    a SIGCHLD to this thread, which is harmless: SIGCHLD only means "look".
+    """
+    if timeout is None:
+        if hasattr(signal, "sigwaitinfo"):
+            info = signal.sigwaitinfo(held)
+            return info.si_signo, info.si_code == SI_KERNEL
+        return signal.sigwait(held), None
+    if hasattr(signal, "sigtimedwait"):
+        found = signal.sigtimedwait(held, timeout)
+        return None if found is None else (found.si_signo, found.si_code == SI_KERNEL)
+    waiter = threading.get_ident()
+    timer = threading.Timer(timeout, signal.pthread_kill, (waiter, signal.SIGCHLD))
+    timer.daemon = True
+    timer.start()
+    try:
+        return signal.sigwait(held), None
+    finally:
+        timer.cancel()
 
 
 def _drain(held: frozenset[int]) -> Iterator[int]:
@@ -286,8 +331,8 @@ def _drain(held: frozenset[int]) -> Iterator[int]:
             yield signal.sigwait({signum})
 
 
-def _pending_stop(held: frozenset[int]) -> int | None:
-    """A stop signal that arrived while the service was being paused, if any."""
+def pending_stop(held: frozenset[int]) -> int | None:
+    """A stop signal that arrived while the signals were held (the service paused), if any."""
     stop = None
     for signum in _drain(held):
         if signum in STOP_SIGNALS and stop is None:
@@ -295,7 +340,7 @@ def _pending_stop(held: frozenset[int]) -> int | None:
     return stop
 
 
-def _take_early_stop() -> int | None:
+def take_early_stop() -> int | None:
     """A stop signal recorded by the console script's early handlers, before the handoff began."""
     taken = sigstate.take()
     return next((s for s in taken if s in STOP_SIGNALS), None)

@@ -17,6 +17,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from entrypoint.errors import UnavailableError, signal_status
+from entrypoint.lease import lease_clock
+from entrypoint.plan.leasing import leader_acts_until, leader_may_act
 from entrypoint.plan.policy import Action, Cause, History, Reason, decide, exit_reason
 from entrypoint.runtime import children, log, procs
 from entrypoint.runtime.state import State, States, StateStore, process_start
@@ -64,7 +66,7 @@ class Supervisor:
         inbox: SignalInbox,
         lease: Lease | None = None,
         watches: Sequence[Watch] = (),
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = lease_clock,
         wall: Callable[[], float] = time.time,
         spawn: Callable[..., int] = children.spawn,
         reap: Callable[[], Iterable[tuple[int, int]]] = children.reap,
@@ -389,9 +391,9 @@ class Supervisor:
 
     def _timeout(self, now: float, *deadlines: float | None) -> float | None:
         pending = [d for d in deadlines if d is not None and d != float("inf")]
-        if self.leader:
+        if self.leader and self.lease is not None:
             pending.append(self._next_lease_check)
-            pending.append(self.lease_valid_until)
+            pending.append(leader_acts_until(self._last_renewed, self.lease.ttl))
         if not pending:
             return None
         return max(0.0, min(pending) - now)
@@ -467,7 +469,7 @@ class Supervisor:
                 error = None
             except LeaseUnavailable as exc:
                 if exc.permanent:
-                    raise UnavailableError(f"leader lease at {self._lease_where}: {exc}") from None
+                    raise UnavailableError(f"leader lease: {exc}") from None
                 acquired, error = False, str(exc)
             if acquired:
                 self.leader = True
@@ -487,10 +489,6 @@ class Supervisor:
                 if self.inbox.stop_requested:
                     raise Stopped
                 self.inbox.wait(max(0.0, until - self.clock()))
-
-    @property
-    def _lease_where(self) -> str:
-        return str(getattr(self.lease, "where", "")) or self._lease_key
 
     @property
     def _lease_key(self) -> str:
@@ -513,8 +511,8 @@ class Supervisor:
 
         assert self.lease is not None
         ttl = self.lease.ttl
-        if now >= self.lease_valid_until:
-            return self._lose("the lease expired before it could be renewed")
+        if not leader_may_act(last_renewed=self._last_renewed, ttl=ttl, now=now):
+            return self._lose("the lease was not renewed in time (frozen, or the store was away)")
         if now < self._next_lease_check:
             return True
         try:
@@ -527,7 +525,7 @@ class Supervisor:
             self.lease_valid_until = now + ttl
             self._next_lease_check = now + ttl / 3
             return True
-        if held is None and now < self._last_renewed + ttl - ttl / 3:
+        if held is None and now < leader_acts_until(self._last_renewed, ttl):
             # Unreachable for now: retry soon, while there is time left.
             self._next_lease_check = now + min(1.0, ttl / 6)
             self.log.warning("leader_renew_failed", key=self._lease_key, reason=error)
