@@ -208,15 +208,35 @@ def status(ctx: click.Context, /, as_json: bool, **options: Any) -> int:
     default=None,
     help="Compose project name.",
 )
+@click.option(
+    "--store",
+    is_flag=True,
+    help="Yield through the queue's store instead of docker: replicas with "
+    "ENTRYPOINT_HANDOFF=1 stop their child while CMD runs (any host).",
+)
+@click.option("--wait", is_flag=True, help="With --store: wait for a handoff that holds the lease.")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED, metavar="[--] CMD...")
 def handoff(
-    service: str, compose_files: tuple[str, ...], project_name: str | None, cmd: tuple[str, ...]
+    *,
+    service: str,
+    compose_files: tuple[str, ...],
+    project_name: str | None,
+    store: bool,
+    wait: bool,
+    cmd: tuple[str, ...],
 ) -> int:
-    """Pause a compose service while a dev command runs, then resume it.
+    """Pause a compose service (or, with --store, every yielding replica) while a dev
+    command runs, then resume it.
 
     The service is stopped only if it is running, and started again on any end
-    of CMD (exit, error, Ctrl+C, TERM). Without docker, CMD runs anyway.
+    of CMD (exit, error, Ctrl+C, TERM). Without docker, CMD runs anyway. With
+    --store, CMD starts once every replica that yields has stopped its child;
+    another handoff holding the lease is exit 75 (unless --wait).
     """
+    if store:
+        from entrypoint.cli.run import store_handoff
+
+        return store_handoff(tuple(cmd), wait=wait)
     from entrypoint.cli.render import secrets_of
     from entrypoint.runtime import log
     from entrypoint.runtime.handoff import run_handoff

@@ -132,6 +132,17 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
             holder=default_holder(),
             timeout=min(2.0, plan.lease.ttl / 5),
         )
+    handoff = replica_id = None
+    if plan.handoff is not None:
+        from entrypoint.lease import default_holder
+        from entrypoint.lease.handoff import open_handoff_store
+        from entrypoint.runtime.handoff_store import store_timeout
+
+        spec = plan.handoff
+        handoff = open_handoff_store(
+            spec.store, spec.key, spec.ttl, timeout=store_timeout(spec.ttl)
+        )
+        replica_id = default_holder()
     watches: list[Watch] = []
     supervisor: Supervisor | None = None
 
@@ -154,6 +165,8 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
         clock=loop.clock,
         inbox=inbox,
         lease=lease,
+        handoff=handoff,
+        replica_id=replica_id or "",
         watches=watches,
         wait_for_dependencies=waiting.wait_for,
         probe_dependencies=waiting.all_up,
@@ -165,6 +178,8 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
     finally:
         if server is not None:
             server.close()
+        if handoff is not None:
+            handoff.close()
 
 
 def _serve_metrics(plan: SupervisePlan, supervisor: Any, loop: Any, logger: Any) -> Any:
@@ -192,3 +207,42 @@ def _serve_metrics(plan: SupervisePlan, supervisor: Any, loop: Any, logger: Any)
         return None
     logger.info("metrics_listening", addr=display_address(*server.address))
     return server
+
+
+def store_handoff(command: tuple[str, ...], *, wait: bool) -> int:
+    """`entrypoint handoff --store -- CMD`: CMD runs while the replicas yield to it.
+
+    It reads what the replicas read: the store of ENTRYPOINT_LEASE_URL (else the
+    queue's), ENTRYPOINT_HANDOFF_KEY (else entrypoint:handoff:<MODE>, MODE
+    defaulting to worker), ENTRYPOINT_LEASE_TTL.
+    """
+    inputs = gather(os.environ, command=command)
+    try:
+        from entrypoint.plan.leasing import default_handoff_key, lease_backend_problem
+        from entrypoint.runtime import log
+        from entrypoint.runtime.handoff_store import run_store_handoff
+
+        settings = load(inputs)
+        store = settings.lease_store or settings.resolution.queue
+        if store is None:
+            raise ConfigError(
+                "handoff --store needs the replicas' store: set QUEUE_URL (or QUEUE_CONNECTION) "
+                "or ENTRYPOINT_LEASE_URL, as the replicas have them"
+            )
+        problem = lease_backend_problem(store, "the handoff lease")
+        if problem is not None:
+            raise ConfigError(problem)
+        mode = settings.mode if "mode" in settings.origins else None
+        key = settings.handoff_key or default_handoff_key(mode)
+        from entrypoint.cli.render import secrets_of
+
+        log.configure(
+            settings.log_level, settings.log_format, secrets_of(inputs.env, inputs.secrets)
+        )
+        return run_store_handoff(
+            command, store=store, key=key, ttl=settings.lease_ttl, wait=wait, log=log.get_logger()
+        )
+    except BaseException as exc:
+        if isinstance(exc, SystemExit | KeyboardInterrupt):
+            raise
+        return report(exc, inputs.env, inputs.secrets)

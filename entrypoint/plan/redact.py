@@ -38,7 +38,9 @@ _QUERY_SECRET = re.compile(
 
 
 # Names that match the pattern but hold nothing secret.
-NOT_SECRET = frozenset(("PWD", "OLDPWD", "ENTRYPOINT_LEASE_KEY", "GPG_KEY"))
+NOT_SECRET = frozenset(
+    ("PWD", "OLDPWD", "ENTRYPOINT_LEASE_KEY", "ENTRYPOINT_HANDOFF_KEY", "GPG_KEY")
+)
 
 
 def is_secret_name(name: str) -> bool:

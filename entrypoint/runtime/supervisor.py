@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from entrypoint.lease import Lease
+    from entrypoint.lease.handoff import HandoffStore
     from entrypoint.plan.modes import SupervisePlan
     from entrypoint.runtime.signals import SignalInbox
     from entrypoint.runtime.watch import Watch
@@ -65,6 +66,8 @@ class Supervisor:
         *,
         inbox: SignalInbox,
         lease: Lease | None = None,
+        handoff: HandoffStore | None = None,
+        replica_id: str = "",
         watches: Sequence[Watch] = (),
         clock: Callable[[], float] = lease_clock,
         wall: Callable[[], float] = time.time,
@@ -83,6 +86,8 @@ class Supervisor:
         self.plan = plan
         self.inbox = inbox
         self.lease = lease
+        self.handoff = handoff
+        self.replica_id = replica_id
         self.watches = tuple(watches)
         self.clock = clock
         self.wall = wall
@@ -118,6 +123,8 @@ class Supervisor:
         self._restart_at: float | None = None
         self._next_lease_check = 0.0
         self._last_renewed = 0.0
+        self._next_acquire = 0.0  # the leader's flag: when a follower next tries the lease
+        self._next_handoff_check = 0.0
         self._pid = os.getpid()
         self._start_id = process_start(self._pid)
 
@@ -141,14 +148,24 @@ class Supervisor:
         self._publish(States.STARTING)
         if self.plan.wait and self.plan.dependencies:
             self._wait_dependencies()
+        handed_off = False
         while True:
+            if self.handoff is not None and (handed_off or self._handoff_asked(self.clock())):
+                self._yield_while_handed_off()
+            handed_off = False
             if self.lease is not None and not self.leader:
-                self._standby()
+                if self.plan.leader_env:
+                    self._try_lead(self.clock())  # every replica runs; this says which value
+                else:
+                    self._standby()
             ended = self._run_child()
             if self.inbox.stop_requested:
                 return self._finish(ended.code)
-            if ended.cause is Cause.LEADERSHIP and not self.leader:
+            if ended.cause is Cause.LEADERSHIP and not self.leader and not self.plan.leader_env:
                 continue  # back to standby; nothing failed
+            if ended.cause is Cause.HANDOFF:
+                handed_off = True
+                continue  # yields before the next start; nothing failed
             decision = decide(
                 self.plan.restart,
                 self.history,
@@ -212,7 +229,15 @@ class Supervisor:
                 kill_at = float("inf")
             if self.leader and not self._renew(now):
                 at = self._stop_child(pid, Cause.LEADERSHIP, now, self._lease_deadline(now))
+                if self.plan.leader_env and cause is None:
+                    self._flag_changes(to=False)
                 cause, kill_at = cause or Cause.LEADERSHIP, _earliest(kill_at, at)
+            if cause is None and self.plan.leader_env and not self.leader and self._try_lead(now):
+                self._flag_changes(to=True)
+                cause, kill_at = Cause.LEADERSHIP, self._stop_child(pid, Cause.LEADERSHIP, now)
+            if cause is None and self.handoff is not None and self._handoff_asked(now):
+                self.log.info("handoff_yielded", pid=pid)
+                cause, kill_at = Cause.HANDOFF, self._stop_child(pid, Cause.HANDOFF, now)
             if cause is None:
                 for watch in self.watches:
                     request = watch.check(now)
@@ -221,7 +246,9 @@ class Supervisor:
                         cause = request.cause
                         kill_at = self._stop_child(pid, cause, now)
                         break
-            self.inbox.wait(self._timeout(now, kill_at, *(w.due() for w in self.watches)))
+            self.inbox.wait(
+                self._timeout(now, kill_at, *self._periodic(), *(w.due() for w in self.watches))
+            )
             for signum in self._take_signals():
                 if signum in STOP_SIGNALS and cause is not Cause.STOP:
                     at = self._begin_stop(pid, signum)
@@ -543,6 +570,103 @@ class Supervisor:
             self.lease.release()
             self.leader = False
             self.log.info("leader_released", key=self._lease_key)
+
+    def _periodic(self) -> list[float]:
+        """The deadlines of the checks that run on a timer while a child runs."""
+        due = []
+        if self.plan.leader_env and self.lease is not None and not self.leader:
+            due.append(self._next_acquire)
+        if self.handoff is not None:
+            due.append(self._next_handoff_check)
+        return due
+
+    def _try_lead(self, now: float) -> bool:
+        """The leader's flag: one attempt at the lease when due; True when it was taken now."""
+        from entrypoint.lease import LeaseUnavailable
+
+        assert self.lease is not None
+        if now < self._next_acquire:
+            return False
+        retry = min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (0.5 + 0.5 * self._rand())
+        self._next_acquire = now + retry
+        try:
+            acquired = self.lease.acquire()
+        except LeaseUnavailable as exc:
+            if exc.permanent:
+                raise UnavailableError(f"leader lease: {exc}") from None
+            return False
+        if acquired:
+            self.leader = True
+            self._last_renewed = now
+            self.lease_valid_until = now + self.lease.ttl
+            self._next_lease_check = now + self.lease.ttl / 3
+            self.log.info("leader_acquired", key=self._lease_key, ttl_s=self.lease.ttl)
+        return acquired
+
+    def _flag_changes(self, *, to: bool) -> None:
+        assert self.plan.leader_env is not None
+        self.log.info(
+            "leader_env_changed", name=self.plan.leader_env, value="true" if to else "false"
+        )
+
+    def _handoff_asked(self, now: float) -> bool:
+        """When due (every TTL/3): register this replica; True when a handoff holds the queue."""
+        from entrypoint.lease import LeaseUnavailable
+        from entrypoint.lease.handoff import ReplicaState
+
+        assert self.handoff is not None
+        assert self.plan.handoff is not None
+        if now < self._next_handoff_check:
+            return False
+        ttl = self.plan.handoff.ttl
+        self._next_handoff_check = now + ttl / 3
+        try:
+            return self.handoff.register(
+                self.replica_id,
+                ttl,
+                state=ReplicaState.RUNNING,
+                stop_timeout=self.plan.stop.timeout,
+            )
+        except LeaseUnavailable as exc:
+            self.log.warning("handoff_check_failed", reason=str(exc))
+            return False  # the store away: keep working as we are
+
+    def _yield_while_handed_off(self) -> None:
+        """Stand by, child stopped, while a handoff holds the queue; raise Stopped on a stop."""
+        from entrypoint.lease import LeaseUnavailable
+        from entrypoint.lease.handoff import ReplicaState
+
+        assert self.handoff is not None
+        assert self.plan.handoff is not None
+        ttl = self.plan.handoff.ttl
+        yielded = False
+        while True:
+            self._take_signals()
+            if self.inbox.stop_requested:
+                raise Stopped
+            try:
+                state = ReplicaState.YIELDED
+                active = self.handoff.report(self.replica_id, state) if yielded else True
+                if yielded and not active:
+                    active = self.handoff.report(self.replica_id, ReplicaState.RUNNING)
+            except LeaseUnavailable as exc:
+                self.log.warning("handoff_check_failed", reason=str(exc))
+                active = yielded  # the store away: stay as we are
+            if not active:
+                if yielded:
+                    self.log.info("handoff_resumed")
+                self._next_handoff_check = self.clock() + ttl / 3
+                return
+            if not yielded:
+                yielded = True
+                self._publish(States.YIELDED, detail="a developer's handoff holds the queue")
+                continue  # report YIELDED at once: the handoff waits for it
+            until = self.clock() + ttl / 3
+            while self.clock() < until:
+                self._take_signals()
+                if self.inbox.stop_requested:
+                    raise Stopped
+                self.inbox.wait(max(0.0, until - self.clock()))
 
     # -- state --------------------------------------------------------------
 
