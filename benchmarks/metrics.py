@@ -207,7 +207,7 @@ def run(ctx: Context) -> dict[str, Result]:
     if result.returncode != 0:
         raise RuntimeError(f"metrics.py exited {result.returncode}:\n{result.stderr[-3000:]}")
     found: dict[str, Any] = json.loads(out.read_text())
-    return {"metrics": {"results": found["scrape"], **found}}
+    return {"metrics": {"results": found.pop("scrape"), **found}}
 
 
 def render(r: Result) -> str:
