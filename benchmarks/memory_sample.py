@@ -1,4 +1,4 @@
-"""The cost of one ENTRYPOINT_MAX_RSS sample: `group_rss` for groups of 1, 20 and 200 processes.
+"""8. The cost of one ENTRYPOINT_MAX_RSS sample: `group_rss` for groups of 1, 20 and 200 processes.
 
     python benchmarks/memory_sample.py [--samples N] [--json FILE]
 
@@ -23,29 +23,40 @@ A scan reads every process /proc lists, not only the group's: to measure it as
 in a container (its own PID namespace, only its own processes), run it as
 
     unshare --pid --fork --mount-proc python benchmarks/memory_sample.py
+
+which is what benchmarks/run.py does (as root, with the throwaway venv's
+interpreter, so that the installed entrypoint is measured).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import functools
-import json
-import os
-import signal
-import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if __name__ == "__main__":  # run as a file: this folder must not shadow the standard library
+    if sys.path and Path(sys.path[0]).resolve() == ROOT / "benchmarks":
+        del sys.path[0]
+    sys.path.append(str(ROOT))  # last: an installed entrypoint wins over this checkout
 
-from entrypoint.runtime import memory, procs  # noqa: E402 - after the path is set
+import argparse  # noqa: E402 - after the path is set
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+from benchmarks.common import clean_env, run_quiet  # noqa: E402
+from benchmarks.harness import Context, Measure, Result, Section  # noqa: E402
+from benchmarks.table import table  # noqa: E402
 
 INTERVAL_S = 5.0
+WAYS = ("group_rss", "stat + statm", "statm of the members", "open().read() stat")
 LEADER = """
 import os, sys, threading
 count, threads = int(sys.argv[1]), int(sys.argv[2])
@@ -66,6 +77,8 @@ os.read(0, 1)
 @contextlib.contextmanager
 def group(count: int, threads: int = 1) -> Iterator[int]:
     """A process group of `count` processes with `threads` threads each; its pgid."""
+    from entrypoint.runtime import procs
+
     with subprocess.Popen(
         [sys.executable, "-c", LEADER, str(count), str(threads)],
         stdin=subprocess.PIPE,
@@ -114,15 +127,21 @@ def read_statm_rss(pid: int) -> int:
 
 
 def statm_of(pids: list[int]) -> int:
+    from entrypoint.runtime import memory
+
     return sum(map(read_statm_rss, pids)) * memory.PAGE_SIZE
 
 
 def stat_then_statm(pgid: int) -> int:
+    from entrypoint.runtime import memory, procs
+
     tree = procs.group_tree(procs.scan(), pgid)
     return sum(read_statm_rss(proc.pid) for proc in tree) * memory.PAGE_SIZE
 
 
 def python_files_scan(pgid: int) -> int:
+    from entrypoint.runtime import memory, procs
+
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -159,11 +178,9 @@ def measure(ways: dict[str, Callable[[], object]], samples: int) -> dict[str, di
     return figures
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--json")
-    args = parser.parse_args()
+def sample_costs(samples: int) -> dict[str, dict[str, object]]:
+    """Every group, every way: {group label: {"processes_in_proc": n, way: figures}}."""
+    from entrypoint.runtime import memory, procs
 
     results: dict[str, dict[str, object]] = {}
     cases = [(1, 1), (20, 1), (200, 1), (20, 50)]
@@ -181,9 +198,18 @@ def main() -> int:
             for way in ways.values():
                 way()  # warm the dentry cache and the code
             row: dict[str, object] = {"processes_in_proc": listed}
-            row.update(measure(ways, args.samples))
+            row.update(measure(ways, samples))
             results[label] = row
+    return results
 
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+
+    results = sample_costs(args.samples)
     print(f"{'group':<28}{'processes in /proc':>20}")
     for label, row in results.items():
         print(f"{label:<28}{row['processes_in_proc']:>20}")
@@ -210,6 +236,86 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+# -- as a measure of benchmarks/run.py ----------------------------------------------------
+
+
+def run(ctx: Context) -> dict[str, Result]:
+    """This file run by the throwaway venv's interpreter, in a PID namespace of its own if root."""
+    out = ctx.tmp / "memory_sample.json"
+    argv = [ctx.peers.python, __file__, "--samples", str(ctx.sizes.memory_samples)]
+    argv += ["--json", str(out)]
+    namespace = ctx.peers.unshare is not None and os.geteuid() == 0
+    if namespace:
+        argv = [str(ctx.peers.unshare), "--pid", "--fork", "--kill-child", "--mount-proc", *argv]
+    result = run_quiet(argv, 300, env=clean_env(), start_new_session=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"memory_sample.py exited {result.returncode}:\n{result.stderr[-3000:]}")
+    groups: dict[str, Any] = json.loads(out.read_text())
+    per_minute = 60 / INTERVAL_S
+    rows: dict[str, Any] = {}
+    for label, row in groups.items():
+        rows[label] = {
+            "processes_in_proc": row["processes_in_proc"],
+            **{way: row[way] for way in WAYS},
+            "cpu_ms_per_minute": round(row["group_rss"]["cpu_ms_mean"] * per_minute, 3),
+        }
+    return {
+        "memory_sample": {
+            "samples": ctx.sizes.memory_samples,
+            "pid_namespace": bool(namespace),
+            "interval_s": INTERVAL_S,
+            "wakeups_per_minute": per_minute,
+            "results": rows,
+        }
+    }
+
+
+def render(r: Result) -> str:
+    flat = {
+        label: {
+            "in_proc": row["processes_in_proc"],
+            "wall_p50": round(row["group_rss"]["wall_ms_median"], 3),
+            "wall_p90": round(row["group_rss"]["wall_ms_p90"], 3),
+            "cpu_p50": round(row["group_rss"]["cpu_ms_median"], 3),
+            "per_minute": row["cpu_ms_per_minute"],
+            **{
+                way: round(row[way]["cpu_ms_median"], 3)
+                for way in WAYS[1:]
+                if isinstance(row.get(way), dict)
+            },
+        }
+        for label, row in r["results"].items()
+    }
+    where = "in a PID namespace of its own" if r.get("pid_namespace") else "in the host's /proc"
+    return (
+        table(
+            f"8. one ENTRYPOINT_MAX_RSS sample, group_rss ({r['samples']} samples, {where}, ms)",
+            [
+                ("in /proc", "in_proc"),
+                ("wall p50", "wall_p50"),
+                ("wall p90", "wall_p90"),
+                ("CPU p50", "cpu_p50"),
+                ("CPU ms/min", "per_minute"),
+                ("stat+statm", "stat + statm"),
+                ("statm only", "statm of the members"),
+                ("open() stat", "open().read() stat"),
+            ],
+            flat,
+        )
+        + f"\n  (CPU ms/min: at the default {r.get('interval_s', INTERVAL_S):g} s interval, "
+        f"{r.get('wakeups_per_minute', 12):g} wakeups a minute; the last three columns: "
+        "CPU p50 of the alternatives)"
+    )
+
+
+MEASURE = Measure(
+    name="memory",
+    title="the cost of one memory sample (benchmarks/memory_sample.py)",
+    run=run,
+    sections=(Section("memory_sample", render, empty={"samples": 0, "results": {}}),),
+)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Smoke test of benchmarks/run.py: a --quick run prints every figure and writes every key.
 
 The figures themselves are not asserted (they are targets, not timed tests); what
-is checked is that the script measures every peer, reports every budget, and
-leaves no process behind.
+is checked is that the script measures every peer and every measure, reports
+every budget, and leaves no process behind.
 """
 
 from __future__ import annotations
@@ -22,12 +22,33 @@ from tests.servers import missing, require_server
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "run.py"
 
+CLI_KEYS = (
+    "median_ms",
+    "p90_ms",
+    "p95_ms",
+    "cpu_median_ms",
+    "cpu_p95_ms",
+    "max_rss_mb",
+    "exit_codes",
+)
+IDLE_KEYS = ("voluntary_switches", "involuntary_switches", "cpu_ms", "rss_mb")
+IMPORT_KEYS = ("modules", "self_ms", "own_modules", "own_self_ms", "heaviest", "by_package")
+MEMORY_WAYS = ("group_rss", "stat + statm", "statm of the members", "open().read() stat")
+
 # section -> (heading printed, {label: keys of its row})
 SECTIONS: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
     "web": (
         "1. start to exec",
         dict.fromkeys(
-            ("entrypoint", "python3 -c pass", "tini", "dumb-init", "sh -c true"),
+            (
+                "entrypoint",
+                "entrypoint MODE=web",
+                "entrypoint MODE=web, image env",
+                "python3 -c pass",
+                "tini",
+                "dumb-init",
+                "sh -c true",
+            ),
             ("median_ms", "p90_ms", "vs_python"),
         ),
     ),
@@ -40,17 +61,27 @@ SECTIONS: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
     ),
     "idle": (
         "3. idle supervising process",
-        dict.fromkeys(
-            (
-                "entrypoint",
-                "entrypoint (+ Redis dep.)",
-                "tini",
-                "dumb-init",
-                "supervisord",
-                "honcho",
+        {
+            **dict.fromkeys(
+                (
+                    "entrypoint",
+                    "entrypoint (+ Redis dep.)",
+                    "tini",
+                    "dumb-init",
+                    "supervisord",
+                    "honcho",
+                ),
+                IDLE_KEYS,
             ),
-            ("voluntary_switches", "involuntary_switches", "cpu_ms", "rss_mb"),
-        ),
+            "entrypoint (notify, 1 s watchdog)": (*IDLE_KEYS, "heartbeats"),
+            "entrypoint (MAX_RSS, 5 s)": (
+                *IDLE_KEYS,
+                "wakeups_per_minute",
+                "cpu_ms_per_minute",
+                "samples_due",
+            ),
+            "entrypoint (metrics on)": (*IDLE_KEYS, "rss_vs_off_mb"),
+        },
     ),
     "reap": (
         "4. reaping",
@@ -66,20 +97,85 @@ SECTIONS: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
     "cli": (
         "6. CLI with one Redis dependency",
         dict.fromkeys(
-            ("entrypoint health", "entrypoint check", "python3 -c pass"),
-            ("median_ms", "p90_ms", "max_rss_mb", "exit_codes"),
+            (
+                "entrypoint health",
+                "entrypoint health --ready",
+                "entrypoint check",
+                "python3 -c pass",
+            ),
+            CLI_KEYS,
+        ),
+    ),
+    "worker_start": (
+        "7. worker start to child_started",
+        dict.fromkeys(
+            ("entrypoint worker, Redis dep.", "entrypoint worker, no dep.", "python3 -c pass"),
+            ("median_ms", "p90_ms", "max_ms"),
+        ),
+    ),
+    "memory_sample": (
+        "8. one ENTRYPOINT_MAX_RSS sample",
+        dict.fromkeys(
+            ("1 processes", "20 processes", "200 processes", "20 processes x 50 threads"),
+            ("processes_in_proc", "cpu_ms_per_minute", *MEMORY_WAYS),
+        ),
+    ),
+    "metrics": (
+        "9. metrics",
+        dict.fromkeys(
+            ("without queue depth", "with 3 queue depths (Redis, no cache)"),
+            ("p50_ms", "p99_ms", "scrapes"),
         ),
     ),
 }
+# section -> (keys of its result beside the rows, the labels its -X importtime covers)
+EXTRA: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "web": (
+        ("samples", "image_env", "launcher"),
+        ("entrypoint MODE=web", "entrypoint MODE=web, image env"),
+    ),
+    "idle": (("seconds", "scrape"), ()),
+    "cli": (("samples", "against"), ("entrypoint health", "entrypoint health --ready")),
+    "worker_start": (
+        ("samples", "queue_url"),
+        ("entrypoint worker, Redis dep.", "entrypoint worker, no dep."),
+    ),
+    "memory_sample": (("samples", "pid_namespace", "interval_s", "wakeups_per_minute"), ()),
+    "metrics": (
+        ("import_ms_best", "import_ms_median", "rss_off_mib", "rss_on_mib", "rss_added_mib"),
+        (),
+    ),
+}
+PRINTED = (
+    "-X importtime, entrypoint MODE=web:",
+    "-X importtime, entrypoint MODE=web, image env:",
+    "console script written by pip",
+    "notify:",
+    "MAX_RSS every 5 s:",
+    "metrics: RSS",
+    "-X importtime, entrypoint health:",
+    "-X importtime, entrypoint worker, Redis dep.:",
+    "heaviest modules:",
+    "import of prometheus_client",
+)
 BUDGETS = (
     "web overhead",
+    "web start, MODE=web bare env",
+    "web start, MODE=web image env",
     "signal latency p50",
     "signal latency p99",
     "idle wakeups",
     "supervising RSS",
+    "idle wakeups, notify + watchdog",
+    "idle wakeups, MAX_RSS",
+    "idle wakeups, metrics on",
     "reaping 2,000 orphans",
     "restart after a clean exit",
     "entrypoint health",
+    "health p95 wall",
+    "health p95 CPU",
+    "health --ready p95 wall",
+    "health --ready p95 CPU",
 )
 
 
@@ -123,17 +219,29 @@ def test_quick_run_prints_every_figure_and_writes_every_key(tmp_path: Path) -> N
         missing("benchmark peers unavailable: " + "; ".join(data["meta"]["missing"]))
 
     table = result.stdout
+    lines = table.splitlines()
     for section, (heading, rows) in SECTIONS.items():
         assert heading in table, f"{heading!r} not printed"
         results = data[section]["results"]
         for label, keys in rows.items():
-            assert any(line.strip().startswith(label) for line in table.splitlines()), label
+            assert any(line.strip().startswith(label) for line in lines), label
             row = results[label]
             assert row is not None, f"{section}: no figures for {label}"
             for key in keys:
                 assert row.get(key) is not None, f"{section}/{label}: {key} missing"
-    assert data["cli"]["results"]["entrypoint health"]["exit_codes"] == [0]
-    assert data["cli"]["results"]["entrypoint check"]["exit_codes"] == [0]
+    for section, (keys, imported) in EXTRA.items():
+        for key in keys:
+            assert data[section].get(key) is not None, f"{section}: {key} missing"
+        for label in imported:
+            found = data[section]["importtime"][label]
+            for key in IMPORT_KEYS:
+                assert found.get(key) is not None, f"{section}/importtime/{label}: {key} missing"
+    for text in PRINTED:
+        assert text in table, f"{text!r} not printed"
+    assert data["idle"]["scrape"]["p99_ms"] is not None
+    assert isinstance(data["web"]["launcher"]["console_script_imports_re"], bool)
+    for command in ("entrypoint health", "entrypoint health --ready", "entrypoint check"):
+        assert data["cli"]["results"][command]["exit_codes"] == [0], command
     assert data["reap"]["results"]["entrypoint"]["orphans_created"] == 2000
 
     budgets = {budget["name"]: budget for budget in data["budgets"]}
@@ -141,7 +249,8 @@ def test_quick_run_prints_every_figure_and_writes_every_key(tmp_path: Path) -> N
     for name, budget in budgets.items():
         assert isinstance(budget["met"], bool), f"budget {name} was not measured"
         verdict = "met" if budget["met"] else "MISSED"
-        assert any(line.split()[:1] == [verdict] and name in line for line in table.splitlines()), (
+        assert any(line.split()[:1] == [verdict] and f" {name} " in f"{line} " for line in lines), (
             f"budget {name} not printed as {verdict}"
         )
     assert len(data["restart_policies"]["Docker restart=always"]) == 10
+    assert data["meta"]["pip"].startswith("pip ")
