@@ -100,7 +100,7 @@ def max_rss_bytes(plan: SupervisePlan) -> int | None:
 
 def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
     from entrypoint.cli.render import secrets_of
-    from entrypoint.runtime import children, log, memory, waiting
+    from entrypoint.runtime import children, log, memory
     from entrypoint.runtime.loop import Loop
     from entrypoint.runtime.signals import SignalInbox
     from entrypoint.runtime.supervisor import Supervisor
@@ -168,8 +168,7 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
         handoff=handoff,
         replica_id=replica_id or "",
         watches=watches,
-        wait_for_dependencies=waiting.wait_for,
-        probe_dependencies=waiting.all_up,
+        **_waiting(plan),
         oom_kills=lambda: memory.oom_kills(cgroup),
     )
     server = _serve_metrics(plan, supervisor, loop, logger)
@@ -180,6 +179,15 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
             server.close()
         if handoff is not None:
             handoff.close()
+
+
+def _waiting(plan: SupervisePlan) -> dict[str, Any]:
+    """The dependency wait, imported only when there is something to wait for (tenacity, ssl)."""
+    if not plan.dependencies:
+        return {}
+    from entrypoint.runtime import waiting
+
+    return {"wait_for_dependencies": waiting.wait_for, "probe_dependencies": waiting.all_up}
 
 
 def _serve_metrics(plan: SupervisePlan, supervisor: Any, loop: Any, logger: Any) -> Any:

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from entrypoint.plan.modes import Liveness
-    from entrypoint.runtime.loop import Loop, Timer
+    from entrypoint.runtime.loop import Loop
 
 # The state file records a WATCHDOG=1 at most this often (health reads the
-# heartbeat there); a later write catches up what was skipped.
+# heartbeat there), and at least a tenth of the heartbeat's limit as often: what
+# `health` reads is never older than the truth by more than that. No timer:
+# a skipped heartbeat is written with the next one.
 PUBLISH_EVERY = 1.0
 
 
@@ -64,7 +66,6 @@ class LivenessWatch:
         self.triggered = False
         self.extended_until: float | None = None
         self._published_at = 0.0
-        self._late_publish: Timer | None = None
 
     @property
     def watchdog_usec(self) -> int:
@@ -90,9 +91,6 @@ class LivenessWatch:
 
     def child_exited(self) -> None:
         self.started = None
-        if self._late_publish is not None:
-            self._late_publish.cancel()
-            self._late_publish = None
 
     def due(self) -> float | None:
         if self.started is None:
@@ -198,13 +196,7 @@ class LivenessWatch:
         self._publish_state()
 
     def _publish_soon(self, now: float) -> None:
-        if now - self._published_at >= PUBLISH_EVERY:
+        limit = self.liveness.max_age
+        every = min(PUBLISH_EVERY, limit / 10) if limit else PUBLISH_EVERY
+        if now - self._published_at >= every:
             self._publish_now()
-        elif self._late_publish is None:
-            self._late_publish = self.loop.call_at(
-                self._published_at + PUBLISH_EVERY, self._publish_late
-            )
-
-    def _publish_late(self) -> None:
-        self._late_publish = None
-        self._publish_now()
