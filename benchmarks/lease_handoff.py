@@ -32,8 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from entrypoint.lease import open_lease  # noqa: E402
-from entrypoint.lease.handoff import ReplicaState, open_handoff_store  # noqa: E402
+from entrypoint.lease import open_handoff_store, open_lease  # noqa: E402
+from entrypoint.lease.handoff import ReplicaState  # noqa: E402
 from entrypoint.plan.urls import parse_url  # noqa: E402
 from tests.helpers import Running, base_env, descendants  # noqa: E402
 from tests.test_handoff_store import CMD, DRIVER, REPLICA  # noqa: E402

@@ -23,8 +23,9 @@ def policy_delays(crashes: int = 10) -> dict[str, Any]:
     None: no restart at all (supervisord's FATAL state).
     """
     sys.path.insert(0, str(ROOT))
-    from entrypoint.plan.modes import SupervisePlan, default_plan
+    from entrypoint.plan.modes import SupervisePlan
     from entrypoint.plan.policy import History, decide
+    from entrypoint.plan.settings import default_plan
 
     plan = default_plan()
     assert isinstance(plan, SupervisePlan)

@@ -15,7 +15,8 @@ import json
 import sys
 import time
 
-from entrypoint.lease.handoff import ReplicaState, open_handoff_store
+from entrypoint.lease import open_handoff_store
+from entrypoint.lease.handoff import ReplicaState
 from entrypoint.plan.urls import parse_url
 
 

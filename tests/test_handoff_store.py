@@ -17,14 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from entrypoint.errors import ConfigError
-from entrypoint.lease import LeaseUnavailable
-from entrypoint.lease.handoff import (
-    HandoffStore,
-    HolderInfo,
-    ReplicaState,
-    hold_ms,
-    open_handoff_store,
-)
+from entrypoint.lease import LeaseUnavailable, open_handoff_store
+from entrypoint.lease.handoff import HandoffStore, HolderInfo, ReplicaState, hold_ms
 from entrypoint.plan.urls import Dependency, parse_url
 from entrypoint.probes.resp import RedisConnection
 from entrypoint.runtime.handoff_store import yield_budget

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from entrypoint.plan.modes import SupervisePlan, default_plan
+from entrypoint.plan.modes import SupervisePlan
 from entrypoint.plan.policy import (
     JITTER,
     Action,
@@ -23,6 +23,7 @@ from entrypoint.plan.policy import (
     exit_reason,
     overdue,
 )
+from entrypoint.plan.settings import default_plan
 from entrypoint.records import replace
 
 

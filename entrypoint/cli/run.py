@@ -134,8 +134,7 @@ def _supervise(plan: SupervisePlan, settings: Settings, inputs: Inputs) -> int:
         )
     handoff = replica_id = None
     if plan.handoff is not None:
-        from entrypoint.lease import default_holder
-        from entrypoint.lease.handoff import open_handoff_store
+        from entrypoint.lease import default_holder, open_handoff_store
         from entrypoint.runtime.handoff_store import store_timeout
 
         spec = plan.handoff

@@ -32,6 +32,7 @@ from entrypoint.plan.leasing import lease_backend_problem
 from entrypoint.plan.urls import Scheme
 
 if TYPE_CHECKING:
+    from entrypoint.lease.handoff import HandoffStore
     from entrypoint.plan.urls import Dependency
 
 __all__ = [
@@ -145,3 +146,34 @@ def open_lease(dep: Dependency, key: str, ttl: float, *, holder: str, timeout: f
     from entrypoint.lease.redis import RedisLease
 
     return RedisLease(dep, key, ttl, holder=holder, timeout=timeout)
+
+
+def open_handoff_store(dep: Dependency, key: str, ttl: float, *, timeout: float) -> HandoffStore:
+    """The handoff store on `key` in `dep`; ConfigError when the store or a value cannot work.
+
+    No I/O: the first connection is made by the first call.
+    """
+    problems = []
+    if not key:
+        problems.append("ENTRYPOINT_HANDOFF_KEY is empty")
+    if not ttl > 0:
+        problems.append(f"ENTRYPOINT_LEASE_TTL must be above 0 seconds, got {ttl}")
+    if not timeout > 0:
+        problems.append(f"the handoff store timeout must be above 0 seconds, got {timeout}")
+    problem = lease_backend_problem(dep, "the handoff lease")
+    if problem is not None:
+        problems.append(problem)
+    if problems:
+        raise ConfigError(problems)
+    if dep.scheme is Scheme.POSTGRESQL:
+        try:
+            from entrypoint.lease.postgres import PostgresHandoffStore
+        except ImportError:
+            raise ConfigError(
+                f"{dep.source}: {dep.display} needs psycopg for the handoff lease, "
+                "which is not installed: install entrypoint[postgres]"
+            ) from None
+        return PostgresHandoffStore(dep, key, ttl, timeout=timeout)
+    from entrypoint.lease.redis import RedisHandoffStore
+
+    return RedisHandoffStore(dep, key, ttl, timeout=timeout)

@@ -21,7 +21,7 @@ ttl/3 resume within 5/6 of the TTL (the contract says within the TTL).
 
 Every call is one attempt bounded by the store's timeout, and raises
 `LeaseUnavailable` (redacted, one line) when the store cannot be asked;
-`release` and `close` never raise. `open_handoff_store` does no I/O.
+`release` and `close` never raise. `entrypoint.lease.open_handoff_store` does no I/O.
 """
 
 from __future__ import annotations
@@ -30,14 +30,7 @@ import json
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
-
-from entrypoint.errors import ConfigError
-from entrypoint.plan.leasing import lease_backend_problem
-from entrypoint.plan.urls import Scheme
-
-if TYPE_CHECKING:
-    from entrypoint.plan.urls import Dependency
+from typing import Protocol
 
 # The handoff lease lives this much of the TTL past each renewal, renewed this
 # often (see above): kill -> expiry <= ttl/2, + a replica's check <= ttl/3.
@@ -151,37 +144,6 @@ class HandoffStore(Protocol):
 
     def close(self) -> None:
         """Drop the connection; never raises."""
-
-
-def open_handoff_store(dep: Dependency, key: str, ttl: float, *, timeout: float) -> HandoffStore:
-    """The handoff store on `key` in `dep`; ConfigError when the store or a value cannot work.
-
-    No I/O: the first connection is made by the first call.
-    """
-    problems = []
-    if not key:
-        problems.append("ENTRYPOINT_HANDOFF_KEY is empty")
-    if not ttl > 0:
-        problems.append(f"ENTRYPOINT_LEASE_TTL must be above 0 seconds, got {ttl}")
-    if not timeout > 0:
-        problems.append(f"the handoff store timeout must be above 0 seconds, got {timeout}")
-    problem = lease_backend_problem(dep, "the handoff lease")
-    if problem is not None:
-        problems.append(problem)
-    if problems:
-        raise ConfigError(problems)
-    if dep.scheme is Scheme.POSTGRESQL:
-        try:
-            from entrypoint.lease.postgres import PostgresHandoffStore
-        except ImportError:
-            raise ConfigError(
-                f"{dep.source}: {dep.display} needs psycopg for the handoff lease, "
-                "which is not installed: install entrypoint[postgres]"
-            ) from None
-        return PostgresHandoffStore(dep, key, ttl, timeout=timeout)
-    from entrypoint.lease.redis import RedisHandoffStore
-
-    return RedisHandoffStore(dep, key, ttl, timeout=timeout)
 
 
 def hold_ms(ttl: float) -> int:

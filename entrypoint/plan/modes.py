@@ -280,10 +280,3 @@ def build_plan(settings: Settings, *, allow_problems: bool = False) -> Plan:
         ),
         problems=tuple(problems),
     )
-
-
-def default_plan(mode: str = "worker", command: tuple[str, ...] = ("true",)) -> Plan:
-    """The plan of an environment that sets only MODE: the defaults, as values (tools, tests)."""
-    from entrypoint.plan.settings import Inputs, load
-
-    return build_plan(load(Inputs(env={"MODE": mode}, command=command)))

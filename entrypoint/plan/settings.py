@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from entrypoint.plan.depth import DepthSpec
+    from entrypoint.plan.modes import Plan
 
 DEFAULT_STATE_FILE = "/tmp/entrypoint-state.json"  # noqa: S108 - the contract's default
 LOG_FORMATS = ("auto", "json", "console")
@@ -338,6 +339,13 @@ class Settings:
 def defaults(**changes: Any) -> Settings:
     """The settings of an empty environment (web mode), with `changes`: for tests and tools."""
     return replace(load(Inputs(env={})), **changes)
+
+
+def default_plan(mode: str = "worker", command: tuple[str, ...] = ("true",)) -> Plan:
+    """The plan of an environment that sets only MODE: the defaults, as values (tools, tests)."""
+    from entrypoint.plan.modes import build_plan
+
+    return build_plan(load(Inputs(env={"MODE": mode}, command=command)))
 
 
 def valid_modes(modes: Mapping[str, ModeConfig]) -> tuple[str, ...]:

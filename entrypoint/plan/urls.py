@@ -235,9 +235,7 @@ class Dependency:
             tail = "" if self.database in (None, "/") else "/" + percent_encode(self.database)
         elif self.database is not None:
             tail = "/" + percent_encode(self.database)
-        from entrypoint.plan.redact import redact_text  # a path may hold `:secret@` too
-
-        return redact_text(f"{self.scheme}://{userinfo}{host}{port}{tail}", self.secrets)
+        return f"{self.scheme}://{userinfo}{host}{port}{tail}"
 
     @property
     def unverified(self) -> str | None:

@@ -34,8 +34,8 @@ from entrypoint.errors import (
     UsageError,
     signal_status,
 )
-from entrypoint.lease import LeaseUnavailable
-from entrypoint.lease.handoff import HolderInfo, open_handoff_store, renew_every, shown
+from entrypoint.lease import LeaseUnavailable, open_handoff_store
+from entrypoint.lease.handoff import HolderInfo, renew_every, shown
 from entrypoint.runtime.handoff import HeldSignals, run_foreground, take_early_stop, wait_signal
 from entrypoint.sigstate import STOP_SIGNALS, signal_name
 
