@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 # Liveness holds in these states: the supervisor is doing its job.
 _ALIVE_STATES = (States.STARTING, States.WAITING, States.STANDBY, States.YIELDED)
+# A stop the supervisor makes to start the child again (not for a failure of
+# the child's own, whose heartbeat tells): alive, and not ready.
+_PLANNED_STOPS = ("memory", "leadership", "handoff")
 
 
 def health_command(*, ready: bool = False, flags: Mapping[str, object] | None = None) -> int:
@@ -114,8 +117,10 @@ def supervised(settings: Settings, *, ready: bool = False) -> tuple[bool, str]:
         text = f"{mode}: standby replica, another one holds the lease"
     elif state.state == States.YIELDED:
         text = f"{mode}: yielded to a handoff, standing by"
-    healthy = state.state in _ALIVE_STATES and not ready
-    return healthy, text + (" (not ready)" if ready and state.state in _ALIVE_STATES else "")
+    alive_here = state.state in _ALIVE_STATES or (
+        state.state == States.STOPPING and state.stop_reason in _PLANNED_STOPS
+    )
+    return alive_here and not ready, text + (" (not ready)" if ready and alive_here else "")
 
 
 def _facts(state: State, age: float | None) -> str:
