@@ -5,6 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Properties are about values, not speed: on a loaded 2-core machine an example
+# may take longer than hypothesis' default 200 ms deadline.
+settings.register_profile("entrypoint", deadline=None)
+settings.load_profile("entrypoint")
 
 
 @pytest.fixture(autouse=True)
