@@ -307,3 +307,19 @@ def test_the_oom_kill_counter_is_read_from_the_entrypoints_own_cgroup() -> None:
     assert path == str(inner)
     assert limit == 128 * MIB
     assert kills == 0
+
+
+def test_a_stop_during_a_recycle_does_not_signal_the_child_again(tmp_path: Path) -> None:
+    """The recycle already sent the stop signal: a second one is RQ's and Celery's "stop now"."""
+    env = {"ENTRYPOINT_MAX_RSS": "100M", "ENTRYPOINT_MEMORY_INTERVAL": "0.2"}
+    plan = ["--plan", "grow150,serve", "--on-term", "finish", "--work", "1"]
+    with worker(tmp_path, *plan, **env) as run:
+        run.wait_event("memory_recycle", timeout=20)
+        (first,) = pids_said(run, r"^finishing job")
+        run.signal(signal.SIGTERM)
+        assert run.wait(15) == 0
+    assert run.stdout.count(f"signal SIGTERM (pid: {first})") == 1
+    assert f"job finished (pid: {first})" in run.stdout
+    assert run.events("stop_started")
+    assert [e["reason"] for e in run.events("child_exited")] == ["stop"]
+    assert len(run.events("child_started")) == 1  # stopped: no restart after the recycle
