@@ -335,6 +335,10 @@ class Supervisor:
                 self.log.info("descendants_stopping", count=len(fresh), signal=signal_name(stop))
             group = self._group_alive(pid)
             if not left and not group:
+                # Those that died since the reap above are zombies, left out of `left`: reap
+                # them too, or they outlive the entrypoint as zombies of whoever adopts them.
+                for _ in self._reap():
+                    pass
                 return
             now = self.clock()
             if now >= deadline and not killed:
