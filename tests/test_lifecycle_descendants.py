@@ -69,6 +69,16 @@ def alive(known: dict[int, int]) -> list[int]:
     return left
 
 
+def zombies(known: dict[int, int]) -> list[int]:
+    """Those of `known` that exited and nobody has reaped yet."""
+    left = []
+    for pid, start in known.items():
+        stat = procs.read_stat(pid)
+        if stat is not None and stat.starttime == start and stat.condition is procs.State.ZOMBIE:
+            left.append(pid)
+    return left
+
+
 def got_stop_signal(run: Running, pid: int) -> bool:
     return f"signal SIGTERM (pid: {pid})" in run.stdout
 
@@ -103,6 +113,8 @@ def test_every_escaped_grandchild_gets_the_stop_then_sigkill_and_none_is_left() 
             run.signal(signal.SIGTERM)
             assert run.wait(20) == 3  # the child's status
             assert alive(known) == []
+            # Reaped by the entrypoint itself: not one left as a zombie to whoever adopts it.
+            assert zombies(known) == []
     assert all(got_stop_signal(run, pid) for pid in pids)
     (stopping,) = run.events("descendants_stopping")
     (killed,) = run.events("descendants_killed")
@@ -115,6 +127,18 @@ def test_every_escaped_grandchild_gets_the_stop_then_sigkill_and_none_is_left() 
     assert at(killed) - at(started) >= 2.0 - 0.01
     assert at(killed) <= at(finished)
     assert finished["exit_code"] == 3
+
+
+def test_grandchildren_that_exit_on_the_stop_are_reaped_before_the_entrypoint_exits() -> None:
+    """Dead but not reaped is not "none left": a zombie handed to the next reaper stays one."""
+    with escaping_worker() as run:
+        known = identities(escapes(run))
+        with reaped_after(known):
+            run.signal(signal.SIGTERM)
+            assert run.wait(20) == 3
+            assert alive(known) == []
+            assert zombies(known) == []
+    assert not run.events("descendants_killed")
 
 
 def test_descendants_get_at_least_a_second_after_the_child_is_gone() -> None:
