@@ -56,6 +56,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 EP = "entrypoint"
 EP_WARN = "entrypoint (log warning)"
 EP_REDIS = "entrypoint (+ Redis dep.)"
+EP_RSS = "entrypoint (MAX_RSS, 5 s)"
 PY = "python3 -c pass"
 TINI = "tini"
 DUMB = "dumb-init"
@@ -761,6 +762,12 @@ def bench_idle(
     setups: dict[str, tuple[list[str], dict[str, str]] | None] = {
         EP: ([peers.entrypoint, "run", "--", *sleep], worker_env(tmp, "idle")),
         EP_REDIS: ([peers.entrypoint, "run", "--", *sleep], with_redis) if redis_up() else None,
+        # Memory recycling on, at the default interval: one sample (one wakeup) every 5 s.
+        # Per minute, over a whole minute: benchmarks/lifecycle.py.
+        EP_RSS: (
+            [peers.entrypoint, "run", "--", *sleep],
+            worker_env(tmp, "idle-rss", ENTRYPOINT_MAX_RSS="1G"),
+        ),
         TINI: ([peers.tini, "-s", "--", *sleep], clean_env()) if peers.tini else None,
         DUMB: ([peers.dumb_init, *sleep], clean_env()) if peers.dumb_init else None,
         SUPD: (

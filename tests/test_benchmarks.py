@@ -44,6 +44,7 @@ SECTIONS: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
             (
                 "entrypoint",
                 "entrypoint (+ Redis dep.)",
+                "entrypoint (MAX_RSS, 5 s)",
                 "tini",
                 "dumb-init",
                 "supervisord",
