@@ -71,7 +71,7 @@ def stop_mid_job(run: Running, path: str) -> int:
     [
         ({}, [], False),  # TERM is Huey's "interrupt": the job in flight is cut, and lost
         ({"ENTRYPOINT_STOP_SIGNAL": "INT"}, [], True),
-        ({}, ["--graceful-signal", "TERM"], True),  # Huey 2.5+: or make TERM graceful
+        ({}, ["--graceful-signal", "TERM"], True),  # or make TERM graceful (Huey 3)
     ],
 )
 def test_huey_finishes_the_job_in_flight_only_on_its_graceful_signal(
