@@ -323,3 +323,16 @@ def test_a_stop_during_a_recycle_does_not_signal_the_child_again(tmp_path: Path)
     assert run.events("stop_started")
     assert [e["reason"] for e in run.events("child_exited")] == ["stop"]
     assert len(run.events("child_started")) == 1  # stopped: no restart after the recycle
+
+
+@pytest.mark.parametrize(("env", "imported"), [({}, False), ({"ENTRYPOINT_MAX_RSS": "1G"}, True)])
+def test_without_max_rss_the_recycling_code_is_not_even_imported(
+    env: dict[str, str], imported: bool
+) -> None:
+    settings = base_env(
+        MODE="worker", ENTRYPOINT_RESTART="never", PYTHONPROFILEIMPORTTIME="1", **env
+    )
+    result = run_entrypoint("run", "--", "true", env=settings)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "entrypoint.runtime.supervisor" in result.stderr  # the report is there
+    assert ("entrypoint.runtime.recycle" in result.stderr) is imported
