@@ -174,6 +174,50 @@ def test_a_stopped_descendant_is_continued_and_stops_gracefully() -> None:
     assert not run.events("descendants_killed")
 
 
+FREEZER = Path("/sys/fs/cgroup/freezer")
+
+
+@contextlib.contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """`pid` in a cgroup v1 freezer cgroup of its own, frozen: in D state, deaf even to SIGKILL.
+
+    Thawed and removed after the block (the SIGKILL it got then ends it).
+    """
+    if os.geteuid() != 0 or not (FREEZER / "cgroup.procs").exists():
+        missing("a frozen process needs root and the cgroup v1 freezer at /sys/fs/cgroup/freezer")
+    directory = FREEZER / f"entrypoint-test-{os.getpid()}-{pid}"
+    directory.mkdir()
+    try:
+        (directory / "cgroup.procs").write_text(str(pid))
+        (directory / "freezer.state").write_text("FROZEN")
+        sleep_until(lambda: procs.read_state(pid) is procs.State.UNINTERRUPTIBLE, 10)
+        yield
+    finally:
+        (directory / "freezer.state").write_text("THAWED")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        sleep_until(lambda: not (directory / "cgroup.procs").read_text().split(), 10)
+        directory.rmdir()
+
+
+def test_a_descendant_that_cannot_die_is_reported_not_waited_for_forever() -> None:
+    """A grandchild frozen in D state outlives even SIGKILL: the entrypoint names it and exits."""
+    argv = [*CHILD, "--escape", "1", "--exit-code", "3"]
+    env = base_env(MODE="worker", ENTRYPOINT_STOP_TIMEOUT="1")
+    with Running([*ENTRYPOINT, "run", "--", *argv], env) as run:
+        line = run.wait_stdout(r"^left 1 escaped: (\d+)", 30)[0]
+        stuck = int(line.group(1))
+        with frozen(stuck):
+            run.signal(signal.SIGTERM)
+            (left,) = run.wait_event("descendants_left", timeout=30)
+            assert run.proc.wait(10) == 3  # bounded: it did not wait for the frozen one
+            assert procs.read_state(stuck) is procs.State.UNINTERRUPTIBLE
+    assert left["pids"] == [stuck]
+    assert left["uninterruptible"] == [stuck]
+    assert run.events("descendants_killed")[0]["count"] == 1
+    assert run.events("stop_finished")[0]["exit_code"] == 3
+
+
 def control_argv(wrapper: str) -> list[str]:
     argv = [*CHILD, "--escape", str(ESCAPED), "--exit-code", "3"]
     if wrapper == "tini":
