@@ -180,7 +180,9 @@ def test_dramatiq_term_waits_for_the_job_up_to_its_shutdown_timeout(
 ) -> None:
     need("dramatiq")
     path = str(tmp_path / "job")
-    dramatiq_enqueue(queue_name, path, 2.0)
+    # Dramatiq's worker processes look at their stop flag once a second: the job that
+    # is to be cut runs well past that and the 0.5 s shutdown timeout.
+    dramatiq_enqueue(queue_name, path, 2.0 if finished else 8.0)
     argv = ["dramatiq", "tests.recipes.dramatiq_app", "--processes", "1", "--threads", "1"]
     with supervised([*argv, *options], queue_name) as run:
         assert stop_mid_job(run, path) == 0
