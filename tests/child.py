@@ -3,13 +3,27 @@
     python tests/child.py [--on-term {exit,ignore,finish}] [--exit-code N]
                           [--work SECONDS] [--orphans N] [--grandchild]
                           [--runs FILE --plan STEP,STEP,...]
+                          [--escape N [--escape-ignore K] [--escape-stopped M]]
+                          [--members N] [--pool N --pool-mib MIB]
 
 Each signal received is printed as `signal SIGNAME (pid: N)`. On TERM (or INT,
 QUIT): `exit` exits with --exit-code, `ignore` keeps running, `finish` works
 --work seconds more ("job finished") then exits with --exit-code. `--plan`
 makes the N-th run (counted in --runs) follow step N: `fail` (exit 1 at once),
 `ok` (exit 0 at once), `sleepX` (sleep X s, then go on with the next word of the
-step: `sleep0.5+fail`), `kill9`, `serve` (run until signalled).
+step: `sleep0.5+fail`), `kill9`, `serve` (run until signalled), `growN` (once its handlers are set:
+allocate N MiB, 10 MiB at a time, then say `grown N MiB`), `oom` (once its
+handlers are set: make itself the OOM killer's first choice and allocate until
+it is killed, at most 4 GiB).
+
+`--escape N` leaves N grandchildren behind, each in a session of its own
+(setsid) with a parent that has exited: each echoes signals and says
+`escaped alive` (or `escaped ignoring` for the first K, which outlive TERM, INT and
+QUIT; or `escaped stopping` for the last M, which then SIGSTOP themselves).
+`--members N` starts N `sleep` processes in its own process group with TERM,
+INT and QUIT ignored. `--pool N --pool-mib MIB` is a prefork master: N
+children in its group, MIB MiB each; on a stop it sends TERM to each, waits
+for them and exits.
 """
 
 from __future__ import annotations
@@ -17,9 +31,12 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import shutil
 import signal
 import sys
 import time
+
+MIB = 2**20
 
 ECHOED = (
     "TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "WINCH", "TTIN", "TTOU", "TSTP", "CONT", "ALRM",
@@ -55,6 +72,105 @@ def orphans(count: int) -> list[int]:
     return found
 
 
+def grow(mib: int, chunks: list[bytes]) -> None:
+    """Allocate `mib` MiB, every page written (resident), 10 MiB at a time."""
+    while mib > 0:
+        step = min(10, mib)
+        chunks.append(b"\x01" * (step * MIB))
+        mib -= step
+        time.sleep(0.02)
+
+
+def out_of_memory() -> None:
+    with open("/proc/self/oom_score_adj", "w") as handle:
+        handle.write("1000")
+    say("allocating until killed")
+    chunks = [b"\x01" * MIB for _ in range(4096)]
+    del chunks
+
+
+def escape(count: int, ignoring: int, stopped: int) -> list[int]:
+    """Leave `count` processes in sessions of their own, re-parented; their pids once set up."""
+    ready_r, ready_w = os.pipe()
+    for index in range(count):
+        middle = os.fork()
+        if middle == 0:
+            os.close(ready_r)
+            os.setsid()
+            middle_pid = os.getpid()
+            if os.fork() == 0:
+                ignore = index < ignoring
+                stop_self = index >= count - stopped
+
+                def handler(signum: int, _frame: object, ignore: bool = ignore) -> None:
+                    say(f"signal {signal.Signals(signum).name}")
+                    if signum in STOPS and not ignore:
+                        os._exit(0)
+
+                for name in ECHOED:
+                    signal.signal(getattr(signal, "SIG" + name), handler)
+                # The middle process is gone before this one says it is set up.
+                while os.getppid() == middle_pid:
+                    time.sleep(0.001)
+                say("escaped " + ("ignoring" if ignore else "stopping" if stop_self else "alive"))
+                os.write(ready_w, f"{os.getpid()},".encode())
+                os.close(ready_w)
+                if stop_self:
+                    os.kill(os.getpid(), signal.SIGSTOP)
+                while True:
+                    signal.pause()
+            os._exit(0)
+        os.waitpid(middle, 0)
+    os.close(ready_w)
+    reported = b""
+    while reported.count(b",") < count:
+        chunk = os.read(ready_r, 4096)
+        if not chunk:
+            break
+        reported += chunk
+    os.close(ready_r)
+    return [int(pid) for pid in reported.decode().split(",") if pid]
+
+
+def members(count: int) -> list[int]:
+    """`count` sleeps in this process's group, each with the stop signals ignored."""
+    for signum in STOPS:
+        signal.signal(signum, signal.SIG_IGN)
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    # posix_spawn keeps ignored signals ignored across the exec.
+    return [os.posix_spawn(sleep, [sleep, "600"], os.environ) for _ in range(count)]
+
+
+def pool(count: int, mib: int) -> list[int]:
+    """A prefork pool: `count` children in this process's group holding `mib` MiB each."""
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            for signum in STOPS:
+                signal.signal(signum, signal.SIG_DFL)
+            held: list[bytes] = []
+            grow(mib, held)
+            say(f"pool member holds {mib} MiB")
+            while True:
+                signal.pause()
+        pids.append(pid)
+    return pids
+
+
+class Wakeup:
+    """Waits for the next signal without missing one that came just before the wait."""
+
+    def __init__(self) -> None:
+        self._read, write = os.pipe()
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write)
+
+    def wait(self) -> None:
+        select.select([self._read], [], [])
+        os.read(self._read, 512)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--on-term", choices=("exit", "ignore", "finish"), default="exit")
@@ -65,7 +181,14 @@ def main() -> int:
     parser.add_argument("--die-by", type=int, default=0, help="on TERM, kill itself by this signal")
     parser.add_argument("--runs")
     parser.add_argument("--plan")
+    parser.add_argument("--escape", type=int, default=0)
+    parser.add_argument("--escape-ignore", type=int, default=0)
+    parser.add_argument("--escape-stopped", type=int, default=0)
+    parser.add_argument("--members", type=int, default=0)
+    parser.add_argument("--pool", type=int, default=0)
+    parser.add_argument("--pool-mib", type=int, default=0)
     args = parser.parse_args()
+    later: list[str] = []  # plan words that run once the handlers are set
 
     if args.runs and args.plan:
         with open(args.runs, "a+") as handle:
@@ -84,6 +207,8 @@ def main() -> int:
                 return 0
             elif word == "kill9":
                 os.kill(os.getpid(), signal.SIGKILL)
+            elif word.startswith("grow") or word == "oom":
+                later.append(word)
 
     stopping: list[int] = []
 
@@ -92,13 +217,22 @@ def main() -> int:
         if signum in STOPS:
             stopping.append(signum)
 
-    # Not signal.pause(): a signal that lands between a check and the pause
-    # would leave it blocked for good. The wakeup fd keeps every signal.
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    if args.members:
+        say(f"members {','.join(map(str, members(args.members)))}")
     for name in ECHOED:
         signal.signal(getattr(signal, "SIG" + name), handler)
+    wakeup = Wakeup()
+    held: list[bytes] = []
+    for word in later:
+        if word == "oom":
+            out_of_memory()
+        else:
+            grow(int(word[4:]), held)
+            say(f"grown {word[4:]} MiB")
+    workers = pool(args.pool, args.pool_mib) if args.pool else []
+    if args.escape:
+        escaped = escape(args.escape, args.escape_ignore, args.escape_stopped)
+        say(f"left {len(escaped)} escaped: {','.join(map(str, escaped))}")
     if args.grandchild:
         pid = os.fork()
         if pid == 0:
@@ -114,8 +248,9 @@ def main() -> int:
         say(f"left {args.orphans} orphans")
     say("ready")
     while True:
-        select.select([wake_r], [], [])
-        os.read(wake_r, 512)
+        if not stopping or args.on_term == "ignore":
+            # A stop that came while it was busy (growing, forking) is acted on at once.
+            wakeup.wait()
         if stopping and args.on_term != "ignore":
             if args.die_by:
                 if args.die_by != signal.SIGKILL:
@@ -125,6 +260,10 @@ def main() -> int:
                 say("finishing job")
                 time.sleep(args.work)
                 say("job finished")
+            for worker in workers:
+                os.kill(worker, signal.SIGTERM)
+            for worker in workers:
+                os.waitpid(worker, 0)
             return int(args.exit_code)
 
 

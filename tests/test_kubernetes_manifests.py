@@ -5,14 +5,17 @@
   PyPI package kubernetes-validate bundles, in strict mode: an unknown or
   misspelt field fails, not only a wrong type. Checked against the oldest and
   the newest Kubernetes version we document.
-- KEDA's custom resources (ScaledObject, TriggerAuthentication) are not in
-  those schemas and their CRDs are not available offline: they are checked
-  against a small schema written here (required fields, types, no unknown
-  fields where KEDA has a closed set).
+- KEDA's custom resources (ScaledObject, ScaledJob, TriggerAuthentication)
+  are not in those schemas and their CRDs are not available offline: they are
+  checked against a small schema written here (required fields, types, no
+  unknown fields where KEDA has a closed set); a ScaledJob's `jobTargetRef`
+  is a Kubernetes JobSpec and is checked, strictly, as one.
 - Then what the docs promise: the grace budget (terminationGracePeriodSeconds
   above ENTRYPOINT_STOP_TIMEOUT, plus any preStop sleep), the hardened
   security context, health through `entrypoint health`, names that refer to
-  each other, and only variables the entrypoint knows.
+  each other, only variables the entrypoint knows, and Jobs that can complete
+  (ENTRYPOINT_RESTART=on-failure or never: with `always` a worker's exit 0
+  starts it again and the Job never ends).
 
 The checks are pure functions returning a list of problems; the last tests
 break good manifests on purpose and require each check to notice.
@@ -30,6 +33,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from entrypoint.plan import settings
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -40,6 +45,8 @@ EXPECTED_FILES = (
     "worker-deployment.yaml",
     "scheduler-deployment.yaml",
     "worker-autoscaling.yaml",
+    "job.yaml",
+    "keda-scaledjob.yaml",
 )
 OLDEST_SUPPORTED = (1, 30)  # the oldest Kubernetes the docs claim (docs/kubernetes/README.md)
 
@@ -61,30 +68,10 @@ KUBERNETES_VERSIONS = _versions()
 DEFAULT_STOP_TIMEOUT = 25.0
 SUPERVISED_MODES = frozenset({"worker", "scheduler"})
 VALID_MODES = frozenset({"", "web", "worker", "scheduler"})
-KNOWN_VARIABLES = frozenset(
-    {
-        "ENTRYPOINT_CONFIG",
-        "ENTRYPOINT_STOP_SIGNAL",
-        "ENTRYPOINT_STOP_TIMEOUT",
-        "ENTRYPOINT_SIGNAL_GROUP",
-        "ENTRYPOINT_MIN_UPTIME",
-        "ENTRYPOINT_BACKOFF_INITIAL",
-        "ENTRYPOINT_BACKOFF_MAX",
-        "ENTRYPOINT_RESET_AFTER",
-        "ENTRYPOINT_MAX_RESTARTS",
-        "ENTRYPOINT_RESTART_WINDOW",
-        "ENTRYPOINT_STATE_FILE",
-        "ENTRYPOINT_WAIT_TIMEOUT",
-        "ENTRYPOINT_PROBE_TIMEOUT",
-        "ENTRYPOINT_WAIT_FOR",
-        "ENTRYPOINT_LEASE_URL",
-        "ENTRYPOINT_LEASE_KEY",
-        "ENTRYPOINT_LEASE_TTL",
-        "ENTRYPOINT_HEALTH_URL",
-        "ENTRYPOINT_LOG_FORMAT",
-        "ENTRYPOINT_LOG_LEVEL",
-    }
-)
+# The entrypoint's own list (MODE and the *_CMD variables among them).
+KNOWN_VARIABLES = settings.KNOWN_VARIABLES
+# Kinds whose pods run to completion: the worker's exit 0 must end the container.
+RUN_TO_COMPLETION = frozenset({"Job", "ScaledJob"})
 HEALTH_COMMAND = ["entrypoint", "health"]
 
 Manifest = dict[str, Any]
@@ -170,7 +157,11 @@ def _get(data: Any, *keys: str | int) -> Any:
 
 
 def _pod_spec(doc: Manifest) -> dict[str, Any] | None:
-    spec = _get(doc, "spec", "template", "spec")
+    """The pod template's spec: a workload's, or a ScaledJob's (in its JobSpec)."""
+    if doc.get("kind") == "ScaledJob":
+        spec = _get(doc, "spec", "jobTargetRef", "template", "spec")
+    else:
+        spec = _get(doc, "spec", "template", "spec")
     return spec if isinstance(spec, dict) else None
 
 
@@ -240,6 +231,33 @@ _OBJECT_META = {
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _INT_OR_NULL = {"type": "integer", "minimum": 0}
 
+_TRIGGERS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["type", "metadata"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "minLength": 1},
+            "name": {"type": "string"},
+            "useCachedMetrics": {"type": "boolean"},
+            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+            # KEDA reads every trigger parameter as a string.
+            "metadata": _STRING_MAP,
+            "authenticationRef": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "kind": {"enum": ["TriggerAuthentication", "ClusterTriggerAuthentication"]},
+                },
+            },
+        },
+    },
+}
+
 # A subset of KEDA's CRDs (keda.sh/v1alpha1), as written in its docs: enough to
 # catch a missing required field, a wrong type or a misspelt key.
 CUSTOM_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
@@ -297,37 +315,57 @@ CUSTOM_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                             "scalingModifiers": {"type": "object"},
                         },
                     },
-                    "triggers": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "type": "object",
-                            "required": ["type", "metadata"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "type": {"type": "string", "minLength": 1},
-                                "name": {"type": "string"},
-                                "useCachedMetrics": {"type": "boolean"},
-                                "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
-                                # KEDA reads every trigger parameter as a string.
-                                "metadata": _STRING_MAP,
-                                "authenticationRef": {
-                                    "type": "object",
-                                    "required": ["name"],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "name": {"type": "string", "minLength": 1},
-                                        "kind": {
-                                            "enum": [
-                                                "TriggerAuthentication",
-                                                "ClusterTriggerAuthentication",
-                                            ]
-                                        },
-                                    },
-                                },
-                            },
+                    "triggers": _TRIGGERS,
+                },
+            },
+        },
+    },
+    # The fields of KEDA's scaledjob_types.go; `jobTargetRef` is a batch/v1 JobSpec,
+    # checked against the Kubernetes schema by custom_schema_problems.
+    ("keda.sh/v1alpha1", "ScaledJob"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "keda.sh/v1alpha1"},
+            "kind": {"const": "ScaledJob"},
+            "metadata": _OBJECT_META,
+            "spec": {
+                "type": "object",
+                "required": ["jobTargetRef", "triggers"],
+                "additionalProperties": False,
+                "properties": {
+                    "jobTargetRef": {"type": "object", "required": ["template"]},
+                    "pollingInterval": _INT_OR_NULL,
+                    "successfulJobsHistoryLimit": _INT_OR_NULL,
+                    "failedJobsHistoryLimit": _INT_OR_NULL,
+                    "rolloutStrategy": {"enum": ["default", "gradual"]},  # deprecated: rollout
+                    "rollout": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "strategy": {"enum": ["default", "gradual"]},
+                            "propagationPolicy": {"enum": ["foreground", "background"]},
                         },
                     },
+                    "envSourceContainerName": {"type": "string"},
+                    "minReplicaCount": _INT_OR_NULL,
+                    "maxReplicaCount": {"type": "integer", "minimum": 1},
+                    "scalingStrategy": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "strategy": {"enum": ["default", "custom", "accurate", "eager"]},
+                            "customScalingQueueLengthDeduction": {"type": "integer"},
+                            "customScalingRunningJobPercentage": {"type": "string"},
+                            "pendingPodConditions": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                            },
+                            "multipleScalersCalculation": {"enum": ["max", "min", "avg", "sum"]},
+                        },
+                    },
+                    "triggers": _TRIGGERS,
                 },
             },
         },
@@ -444,10 +482,16 @@ def custom_schema_problems(doc: Manifest) -> list[str]:
     if schema is None:
         return [f"no schema for custom resource {key[0]} {key[1]}: add one to CUSTOM_SCHEMAS"]
     validator = jsonschema.Draft202012Validator(schema)
-    return [
+    problems = [
         f"{'.'.join(str(p) for p in error.path) or '(top)'}: {error.message}"
         for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.path)))
     ]
+    job_spec = _get(doc, "spec", "jobTargetRef")
+    if key == ("keda.sh/v1alpha1", "ScaledJob") and isinstance(job_spec, dict):
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": job_spec}
+        for version in KUBERNETES_VERSIONS:
+            problems += [f"jobTargetRef: {p}" for p in schema_problems(job, version)]
+    return problems
 
 
 def budget_problems(doc: Manifest) -> list[str]:
@@ -457,7 +501,7 @@ def budget_problems(doc: Manifest) -> list[str]:
     its preStop sleep plus ENTRYPOINT_STOP_TIMEOUT (default 25 s): otherwise the
     kubelet's SIGKILL lands before the entrypoint's own deadline.
     """
-    if doc.get("kind") != "Deployment":
+    if doc.get("kind") not in ("Deployment", *RUN_TO_COMPLETION):
         return []
     pod = _pod_spec(doc)
     if pod is None:
@@ -520,15 +564,26 @@ def security_problems(doc: Manifest) -> list[str]:
 
 
 def health_problems(doc: Manifest) -> list[str]:
-    """Supervised containers: liveness and readiness run `entrypoint health`."""
+    """Supervised containers: liveness (and readiness, behind a Service) run `entrypoint health`.
+
+    A Job's pods are nobody's endpoints: readiness means nothing there.
+    """
     pod = _pod_spec(doc)
     if pod is None:
         return []
+    probes = (
+        ("livenessProbe",)
+        if doc.get("kind") in RUN_TO_COMPLETION
+        else (
+            "livenessProbe",
+            "readinessProbe",
+        )
+    )
     problems: list[str] = []
     for container in _containers(pod):
         if _mode(_env(container)) not in SUPERVISED_MODES:
             continue
-        for probe in ("livenessProbe", "readinessProbe"):
+        for probe in probes:
             command = _get(container, probe, "exec", "command")
             if command != HEALTH_COMMAND:
                 problems.append(
@@ -569,6 +624,33 @@ def environment_problems(doc: Manifest) -> list[str]:
                     problems.append(f"container {name}: {variable}={value!r} is not a number >= 0")
         if _mode(env) not in VALID_MODES:
             problems.append(f"container {name}: MODE={env.get('MODE')!r} is not a built-in mode")
+    return problems
+
+
+def completion_problems(doc: Manifest) -> list[str]:
+    """A Job's (or a ScaledJob's) supervised worker must be able to complete it.
+
+    ENTRYPOINT_RESTART must be on-failure or never: under the default
+    `always` the worker's exit 0 (`rq worker --burst` done, `queue:work
+    --stop-when-empty`) starts it again and the Job runs until its deadline.
+    """
+    if doc.get("kind") not in RUN_TO_COMPLETION:
+        return []
+    pod = _pod_spec(doc)
+    if pod is None:
+        return ["no pod template"]
+    problems: list[str] = []
+    for container in _containers(pod):
+        env = _env(container)
+        if _mode(env) not in SUPERVISED_MODES:
+            continue
+        restart = (env.get("ENTRYPOINT_RESTART") or "always").strip().lower()
+        if restart not in ("on-failure", "never"):
+            problems.append(
+                f"container {container.get('name')}: ENTRYPOINT_RESTART={restart}: an exit 0 "
+                "would start the worker again and the Job would never complete "
+                "(set on-failure)"
+            )
     return problems
 
 
@@ -615,9 +697,9 @@ def reference_problems(docs: list[Manifest]) -> list[str]:
             selector = _get(doc, "spec", "selector", "matchLabels")
             if not any(_matches(selector, labels) for labels in pod_labels):
                 problems.append(f"PodDisruptionBudget {name}: selects no Deployment's pods")
-        elif kind in ("ScaledObject", "HorizontalPodAutoscaler"):
+        elif kind in ("ScaledObject", "HorizontalPodAutoscaler", "ScaledJob"):
             target = _get(doc, "spec", "scaleTargetRef", "name")
-            if target not in deployments:
+            if kind != "ScaledJob" and target not in deployments:
                 problems.append(f"{kind} {name}: scaleTargetRef {target!r} is no Deployment here")
             for trigger in _get(doc, "spec", "triggers") or []:
                 auth = _get(trigger, "authenticationRef", "name")
@@ -635,7 +717,7 @@ def _ids(docs: list[Doc]) -> list[str]:
 
 BUILTIN = [doc for doc in DOCS if isinstance(doc.body, dict) and not is_custom(doc.body)]
 CUSTOM = [doc for doc in DOCS if isinstance(doc.body, dict) and is_custom(doc.body)]
-WITH_PODS = [doc for doc in BUILTIN if _pod_spec(doc.body) is not None]
+WITH_PODS = [doc for doc in BUILTIN + CUSTOM if _pod_spec(doc.body) is not None]
 
 
 def test_expected_files_are_there() -> None:
@@ -682,6 +764,11 @@ def test_supervised_pods_use_entrypoint_health(doc: Doc) -> None:
 @pytest.mark.parametrize("doc", WITH_PODS, ids=_ids(WITH_PODS))
 def test_environment_names_only_known_variables(doc: Doc) -> None:
     assert environment_problems(doc.body) == []
+
+
+@pytest.mark.parametrize("doc", WITH_PODS, ids=_ids(WITH_PODS))
+def test_jobs_can_complete(doc: Doc) -> None:
+    assert completion_problems(doc.body) == []
 
 
 def test_names_refer_to_each_other() -> None:
@@ -843,3 +930,69 @@ def test_an_unknown_custom_resource_is_not_waved_through() -> None:
 def test_duplicate_keys_are_refused() -> None:
     with pytest.raises(yaml.YAMLError, match="duplicate key"):
         load_documents("a: 1\na: 2\n")
+
+
+def _job_container(doc: Manifest) -> dict[str, Any]:
+    pod = _pod_spec(doc)
+    assert pod is not None
+    container: dict[str, Any] = pod["containers"][0]
+    return container
+
+
+def _drop_env(container: dict[str, Any], name: str) -> None:
+    container["env"] = [item for item in container.get("env", []) if item["name"] != name]
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda d: d["spec"].pop("jobTargetRef"),
+        lambda d: d["spec"].update(rollout={"strategy": "slow"}),
+        lambda d: d["spec"].update(triggers=[]),
+        lambda d: d["spec"].update(maxReplicaCont=3),
+        # Inside the JobSpec: the Kubernetes schema, strictly.
+        lambda d: d["spec"]["jobTargetRef"].update(backoffLimit="three"),
+        lambda d: _job_container(d).update(imagePullPolice="Always"),
+    ],
+    ids=[
+        "no jobTargetRef",
+        "unknown rollout",
+        "no trigger",
+        "misspelt key",
+        "string backoffLimit",
+        "misspelt container key",
+    ],
+)
+def test_the_custom_schema_notices_a_broken_scaled_job(
+    break_it: Callable[[Manifest], None],
+) -> None:
+    good = _doc("keda-scaledjob.yaml", "ScaledJob")
+    assert custom_schema_problems(good) == []
+    break_it(good)
+    assert custom_schema_problems(good) != []
+
+
+@pytest.mark.parametrize(
+    ("file", "kind"), [("job.yaml", "Job"), ("keda-scaledjob.yaml", "ScaledJob")]
+)
+@pytest.mark.parametrize(
+    ("breakage", "check"),
+    [
+        (lambda c: _drop_env(c, "ENTRYPOINT_RESTART"), completion_problems),
+        (lambda c: _set_env(c, "ENTRYPOINT_RESTART", "always"), completion_problems),
+        (lambda c: _set_env(c, "ENTRYPOINT_STOP_TIMEOUT", "60"), budget_problems),
+        (lambda c: c.pop("livenessProbe"), health_problems),
+        (lambda c: _set_env(c, "ENTRYPOINT_RESTRAT", "on-failure"), environment_problems),
+    ],
+    ids=["restart unset", "restart always", "grace too short", "no liveness", "misspelt"],
+)
+def test_each_check_notices_a_broken_job(
+    file: str,
+    kind: str,
+    breakage: Callable[[dict[str, Any]], None],
+    check: Callable[[Manifest], list[str]],
+) -> None:
+    good = _doc(file, kind)
+    assert check(copy.deepcopy(good)) == [], "the unbroken manifest must pass first"
+    breakage(_job_container(good))
+    assert check(good) != []

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 
 from entrypoint.runtime import memory, procs
 from entrypoint.runtime.memory import Cgroup, CgroupLine, Mount
+from tests.cgroups import limited_cgroup
 from tests.proc_tree import ready_fields
 from tests.servers import missing
 
@@ -393,87 +393,6 @@ def test_processes_vanishing_during_the_read_never_raise() -> None:
 
 
 # --- a real OOM kill ------------------------------------------------------------------
-
-
-def _write(path: Path, text: str) -> bool:
-    try:
-        path.write_text(text)
-    except OSError:
-        return False
-    return True
-
-
-def _empty(directory: Path, into: Path) -> None:
-    """Move every process of `directory` into the cgroup `into` (it must be empty to remove)."""
-    with contextlib.suppress(OSError):
-        for pid in (directory / "cgroup.procs").read_text().split():
-            with contextlib.suppress(OSError):
-                (into / "cgroup.procs").write_text(pid)
-
-
-def _limited_v1(here: Cgroup, name: str, limit: int) -> tuple[Path, Path] | None:
-    outer = Path(here.path) / name
-    outer.mkdir()
-    if not _write(outer / "memory.limit_in_bytes", str(limit)):
-        outer.rmdir()
-        return None
-    # Where swap is on and accounted, swap must not absorb the allocation either.
-    _write(outer / "memory.memsw.limit_in_bytes", str(limit))
-    inner = outer / "inner"
-    inner.mkdir()
-    return outer, inner
-
-
-def _limited_v2(here: Cgroup, name: str, limit: int) -> tuple[Path, Path] | None:
-    # A v2 cgroup with processes cannot hand controllers to children: start at the mount.
-    top = Path(here.mount_point)
-    if "memory" not in (top / "cgroup.subtree_control").read_text().split():
-        return None
-    outer = top / name
-    outer.mkdir()
-    if not (
-        _write(outer / "memory.max", str(limit))
-        and _write(outer / "cgroup.subtree_control", "+memory")
-    ):
-        outer.rmdir()
-        return None
-    _write(outer / "memory.swap.max", "0")
-    inner = outer / "inner"
-    inner.mkdir()
-    return outer, inner
-
-
-@contextlib.contextmanager
-def limited_cgroup(limit: int) -> Iterator[tuple[Cgroup, Path]]:
-    """A fresh memory cgroup `inner` under one `outer` that has the limit; removed after.
-
-    Yields (`outer` as a Cgroup, `inner`'s directory).
-    """
-    here = memory.find_cgroup()
-    if os.geteuid() != 0:
-        missing("creating a memory cgroup needs root")
-    if here is None:
-        missing("no memory controller (v1 memory or v2 memory.max) for this process")
-    assert here is not None
-    name = f"entrypoint-test-{uuid.uuid4().hex[:12]}"
-    try:
-        made = (_limited_v1 if here.version == 1 else _limited_v2)(here, name, limit)
-    except OSError as exc:
-        made = None
-        reason = f"cannot create a memory cgroup under {here.path}: {exc}"
-    else:
-        reason = f"no writable memory controller under {here.path} (cgroup v{here.version})"
-    if made is None:
-        missing(reason)
-    assert made is not None
-    outer, inner = made
-    try:
-        yield Cgroup(here.version, str(outer), here.mount_point), inner
-    finally:
-        back = Path(here.path)
-        for directory in (inner, outer):
-            _empty(directory, back)
-            directory.rmdir()
 
 
 def test_an_oom_kill_is_counted_and_the_victim_dies_of_sigkill() -> None:

@@ -125,9 +125,11 @@ def decide(
         # Planned: the child did nothing wrong. Not a failure, not counted.
         return Decision(Action.RESTART, 0.0, 0, f"{cause}", replace(history, restarts=recent))
     failed = cause is Cause.WATCHDOG or exit_code != 0
-    if policy.restart is Restart.NEVER:
+    # By value: settings hand over the parsed text ("on-failure"), which is not the member.
+    restart = Restart(policy.restart)
+    if restart is Restart.NEVER:
         return Decision(Action.EXIT, 0.0, 0, "restart policy never", history)
-    if cause is None and not failed and policy.restart is Restart.ON_FAILURE:
+    if cause is None and not failed and restart is Restart.ON_FAILURE:
         return Decision(Action.EXIT, 0.0, 0, "completed (restart policy on-failure)", history)
     if policy.max_restarts and len(recent) >= policy.max_restarts:
         return Decision(

@@ -251,7 +251,9 @@ class Supervisor:
             )
             for signum in self._take_signals():
                 if signum in STOP_SIGNALS and cause is not Cause.STOP:
-                    at = self._begin_stop(pid, signum)
+                    # A stop of ours under way (memory, watchdog, lease) already sent the
+                    # stop signal: a second one would be RQ's or Celery's "stop now".
+                    at = self._begin_stop(pid, signum, forward=cause is None)
                     cause, kill_at = Cause.STOP, _earliest(kill_at, at)
                 else:
                     self._forward(pid, signum)  # a second stop signal too: "stop now"
@@ -289,7 +291,7 @@ class Supervisor:
 
     # -- stop ---------------------------------------------------------------
 
-    def _begin_stop(self, pid: int, signum: int) -> float:
+    def _begin_stop(self, pid: int, signum: int, *, forward: bool = True) -> float:
         """Forward the (translated) stop signal; return the moment of SIGKILL."""
         self._publish(States.STOPPING, stop_reason="stop")
         self.log.info(
@@ -298,7 +300,8 @@ class Supervisor:
             sent=signal_name(self.plan.stop.signal or signum),
             timeout_s=self.plan.stop.timeout,
         )
-        self._forward(pid, signum)
+        if forward:
+            self._forward(pid, signum)
         return self.clock() + self.plan.stop.timeout
 
     def _stop_child(self, pid: int, cause: Cause, now: float, latest: float | None = None) -> float:
@@ -361,6 +364,10 @@ class Supervisor:
                 self.log.info("descendants_stopping", count=len(fresh), signal=signal_name(stop))
             group = self._group_alive(pid)
             if not left and not group:
+                # Those that died since the reap above are zombies, left out of `left`: reap
+                # them too, or they outlive the entrypoint as zombies of whoever adopts them.
+                for _ in self._reap():
+                    pass
                 return
             now = self.clock()
             if now >= deadline and not killed:

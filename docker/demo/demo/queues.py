@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -475,10 +475,12 @@ class RedisQueue:
     def jobs(self, limit: int = 200) -> list[Job]:
         from rq.job import Job as RQJob
 
-        ids = [_text(raw) for raw in self.redis.lrange(self.jobs_key, 0, limit - 1)]
+        # A synchronous client: redis-py's types also allow its asyncio results.
+        listed = cast("list[bytes]", self.redis.lrange(self.jobs_key, 0, limit - 1))
+        ids = [_text(raw) for raw in listed]
         if not ids:
             return []
-        runs = self.redis.hmget(self.runs_key, ids)
+        runs = cast("list[bytes | None]", self.redis.hmget(self.runs_key, ids))
         found = RQJob.fetch_many(ids, connection=self.redis)
         return [
             self._job(rq_job, int(n or 0))
