@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -132,7 +133,7 @@ def check(ctx: click.Context, /, cmd: tuple[str, ...], as_json: bool, **options:
 
     inputs = gather(os.environ, flags=_flags(ctx, options), command=tuple(cmd))
     try:
-        _settings, plan = _plan_of(inputs, allow_problems=False)
+        settings, plan = _plan_of(inputs, allow_problems=False)
         problems = preflight(plan) if isinstance(plan, SupervisePlan) else []
         if problems:
             from entrypoint.errors import ConfigError
@@ -140,6 +141,18 @@ def check(ctx: click.Context, /, cmd: tuple[str, ...], as_json: bool, **options:
             raise ConfigError(problems)
     except EntrypointError as exc:
         return report(exc, inputs.env, inputs.secrets)
+    from entrypoint import logline
+    from entrypoint.cli.run import notice_fields
+
+    for notice in plan.notices:  # the events `run` would log, on stderr as `run` does
+        logline.emit(
+            sys.stderr,
+            settings.log_format,
+            settings.log_level,
+            "warning",
+            notice.event,
+            **notice_fields(notice),
+        )
     probe_timeout = getattr(plan, "probe_timeout", 3.0)
     results = waiting.check(plan.dependencies, probe_timeout=probe_timeout)
     ok = all(r.ok for r in results)

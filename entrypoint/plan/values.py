@@ -61,7 +61,7 @@ def parse_seconds(value: object) -> float:
 def parse_positive_seconds(value: object) -> float:
     seconds = parse_seconds(value)
     if seconds <= 0:
-        raise Invalid("must be greater than 0")
+        raise Invalid("must be greater than 0 (e.g. 25, 2.5, 500ms, 2m)")
     return seconds
 
 
