@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.container.conftest import ROOT, http_json, inspect, logs, run, tool, wait_until
+from tests.container.conftest import ROOT, compose_cli, http_json, inspect, logs, run, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -63,7 +63,7 @@ def make_stack(image: str) -> Iterator[Callable[..., Stack]]:
             "POSTGRES_PORT": str(free_port()),
             **env,
         }
-        compose = [tool("docker-compose"), "-p", f"epd{uuid.uuid4().hex[:8]}"]
+        compose = [*compose_cli(), "-p", f"epd{uuid.uuid4().hex[:8]}"]
         compose += ["-f", str(ROOT / "docker-compose.yaml")]
         for profile in profiles:
             compose += ["--profile", profile]
