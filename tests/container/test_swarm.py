@@ -1,4 +1,4 @@
-"""docker-stack.yaml on a real single-node Swarm: scale-out, rolling updates, a frozen task.
+"""docker-stack.yaml on a real single-node Swarm: scale-out, rolling updates, a frozen replica.
 
 The module makes its own swarm (`docker swarm init --advertise-addr 127.0.0.1`)
 on the engine .ci/docker-up started, deploys the stack, and leaves the swarm at
@@ -55,7 +55,7 @@ def tempo(stack: dict[str, Any]) -> dict[str, Any]:
     worker["environment"]["ENTRYPOINT_STOP_TIMEOUT"] = "8"
     worker["stop_grace_period"] = "12s"
     # A killed child leaves its supervisor in backoff (health 1) for a minute:
-    # how the frozen-task test makes today's `health` fail (see there).
+    # how the frozen-replica test makes today's `health` fail (see there).
     worker["environment"]["ENTRYPOINT_BACKOFF_INITIAL"] = "60"
     services["scheduler"]["environment"]["DEMO_SCHEDULE_EVERY"] = "1"
     return stack
@@ -96,7 +96,7 @@ class Stack:
         return f"{self.name}_{short}"
 
     def containers(self, short: str, *, all_states: bool = False) -> list[str]:
-        """The service's task containers on this node, running ones unless `all_states`."""
+        """The service's containers on this node, running ones unless `all_states`."""
         args = ["docker", "ps", "-q", "--no-trunc"]
         args += ["-f", f"label=com.docker.swarm.service.name={self.service(short)}"]
         if all_states:
@@ -116,17 +116,17 @@ class Stack:
             found = self.healthy(short)
             return found if len(found) == count else None
 
-        return wait_until(counted, timeout, f"{count} healthy {short} tasks")
+        return wait_until(counted, timeout, f"{count} healthy {short} replicas")
 
     def update(self, short: str) -> None:
-        """A rolling update of every task (`--force`), returning once Swarm says it converged."""
+        """A rolling update of every replica (`--force`), returning once Swarm says it converged."""
         run(
             "docker", "service", "update", "--force", "--detach=false", "--quiet",
             self.service(short), timeout=300,
         )  # fmt: skip
 
     def demo(self, *argv: str) -> str:
-        """`python -m demo ARGV` in a web task (the demo's queue from the command line)."""
+        """`python -m demo ARGV` in a web container (the demo's queue from the command line)."""
         (web, *_) = self.containers("web")
         proc = exec_in(web, "python", "-m", "demo", *argv)
         assert proc.returncode == 0, proc.stderr
@@ -158,7 +158,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield made
         finally:
             for container in made.containers("worker", all_states=True):
-                # A task the frozen-task test stopped, should it still be there.
+                # A container the frozen-replica test stopped, should it still be there.
                 with contextlib.suppress(AssertionError, ProcessLookupError, ValueError):
                     os.kill(int(inspect(container, "{{.State.Pid}}")), signal.SIGCONT)
             run("docker", "stack", "rm", made.name, check=False, timeout=120)
@@ -184,7 +184,7 @@ def test_scale_out_and_a_rolling_update_lose_no_job_and_cut_none(stack: Stack) -
 
     jobs = stack.demo("enqueue", "--count", "30", "--seconds", "2").split()
     assert len(jobs) == 30
-    # Stop-first, one at a time, each new task healthy before the next goes:
+    # Stop-first, one at a time, each new replica healthy before the next goes:
     # every old worker gets TERM while the queue is full, finishes its job, exits 0.
     stack.update("worker")
     after = set(stack.wait_healthy("worker", 5))
@@ -211,7 +211,7 @@ def test_scale_out_and_a_rolling_update_lose_no_job_and_cut_none(stack: Stack) -
 
 
 def _intervals(container: str) -> list[tuple[datetime, datetime]]:
-    """When this scheduler task ran a child: (child_started, child_exited or now)."""
+    """When this scheduler container ran a child: (child_started, child_exited or now)."""
     spans: list[tuple[datetime, datetime]] = []
     started: datetime | None = None
     for event in events(container):
@@ -238,7 +238,7 @@ def test_scheduler_runs_one_child_at_a_time_across_a_rolling_update(stack: Stack
     wait_until(
         lambda: sum("leader_acquired" in logs(c) for c in stack.containers("scheduler")) == 1,
         30,
-        "a leader among the new scheduler tasks",
+        "a leader among the new scheduler replicas",
     )
     spans = sorted(
         (span, container)
@@ -253,9 +253,9 @@ def test_scheduler_runs_one_child_at_a_time_across_a_rolling_update(stack: Stack
     assert ticks
 
 
-def test_a_frozen_worker_task_is_marked_unhealthy_and_replaced(stack: Stack) -> None:
+def test_a_frozen_worker_replica_is_marked_unhealthy_and_replaced(stack: Stack) -> None:
     """Frozen: today's `health` reads the supervisor's state and the child's pid, so
-    freeze the task in a state it reports: the child killed (the supervisor backs off
+    freeze the replica in a state it reports: the child killed (the supervisor backs off
     for a minute, ENTRYPOINT_BACKOFF_INITIAL), then the supervisor itself stopped
     (SIGSTOP): it can neither restart the child nor take the engine's TERM. Once
     heartbeat liveness is in the core, SIGSTOP of the child alone will do."""
@@ -273,21 +273,21 @@ def test_a_frozen_worker_task_is_marked_unhealthy_and_replaced(stack: Stack) -> 
     wait_until(
         lambda: inspect(victim, "{{.State.Health.Status}}") == "unhealthy",
         30,
-        "the engine to mark the frozen task unhealthy",
+        "the engine to mark the frozen replica unhealthy",
     )
     wait_until(
         lambda: inspect(victim, "{{.State.Running}}") == "false",
         60,
-        "Swarm to take the unhealthy task down",
+        "Swarm to take the unhealthy replica down",
     )
 
     def five_without_the_victim() -> list[str] | None:
         now = stack.healthy("worker")
         return now if len(now) == 5 and victim not in now else None
 
-    wait_until(five_without_the_victim, 60, "Swarm to replace the task")
-    tasks = run(
+    wait_until(five_without_the_victim, 60, "Swarm to replace the replica")
+    errors = run(
         "docker", "service", "ps", "--no-trunc", "--format", "{{.Error}}", stack.service("worker")
     ).stdout  # fmt: skip
-    assert "unhealthy" in tasks, tasks
+    assert "unhealthy" in errors, errors
     assert time.monotonic() - started < 90
