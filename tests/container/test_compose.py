@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,23 +24,23 @@ from tests.container.conftest import (
 pytestmark = pytest.mark.docker
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True)
 class Stack:
     compose: tuple[str, ...]
     env: dict[str, str]
-    web: str
 
     def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> str:
         """Compose's output, stdout and stderr (where it reports progress)."""
         proc = run(*self.compose, *args, timeout=timeout, check=check, env=self.env)
         return proc.stdout + proc.stderr
+
+    @property
+    def web(self) -> str:
+        """The web app's base URL: the engine picked its loopback port (WEB_PORT empty)."""
+        published = run(*self.compose, "port", "web", "8000", env=self.env).stdout.split()
+        assert published, "web publishes no port"
+        assert published[0].startswith("127.0.0.1:"), published
+        return f"http://{published[0]}"
 
     def containers(self, service: str) -> list[str]:
         return sorted(run(*self.compose, "ps", "-q", service, env=self.env).stdout.split())
@@ -62,24 +61,26 @@ class Stack:
 
 @pytest.fixture
 def make_stack(image: str) -> Iterator[Callable[..., Stack]]:
-    """Stacks with a project name of their own, free loopback ports, `down -v` at the end."""
+    """Stacks with a project name of their own, ports the engine picks, `down -v` at the end.
+
+    The engine picks each port when it starts the container: no port chosen
+    here can be taken by someone else in between."""
     made: list[Stack] = []
 
     def make(*profiles: str, **env: str) -> Stack:
-        web_port = free_port()
         full_env = {
             **os.environ,
             "ENTRYPOINT_IMAGE": image,
-            "WEB_PORT": str(web_port),
-            "REDIS_PORT": str(free_port()),
-            "POSTGRES_PORT": str(free_port()),
+            "WEB_PORT": "",
+            "REDIS_PORT": "",
+            "POSTGRES_PORT": "",
             **env,
         }
         compose = [*compose_cli(), "-p", f"epd{uuid.uuid4().hex[:8]}"]
         compose += ["-f", str(ROOT / "docker-compose.yaml")]
         for profile in profiles:
             compose += ["--profile", profile]
-        stack = Stack(tuple(compose), full_env, f"http://127.0.0.1:{web_port}")
+        stack = Stack(tuple(compose), full_env)
         made.append(stack)
         return stack
 
