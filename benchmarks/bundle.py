@@ -130,6 +130,8 @@ def supervisor(entrypoint: str, tmp: Path, tag: str) -> Iterator[tuple[int, dict
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def summary(samples: list[float]) -> dict[str, float]:

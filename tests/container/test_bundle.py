@@ -13,8 +13,10 @@ import importlib.util
 import json
 import re
 import subprocess
+import sys
 import tarfile
 import time
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -215,3 +217,24 @@ def test_node_bullmq_worker_under_the_bundle_processes_jobs_and_stops_gracefully
     jobs = {str(job["id"]): job for job in json.loads(listed.stdout)}
     assert jobs[slow]["state"] == "completed"
     assert jobs[slow]["attemptsStarted"] == 1
+
+
+@pytest.mark.docker
+def test_bundle_benchmark_runs_and_reports_every_figure(docker: Docker, tmp_path: Path) -> None:
+    """A smoke run of benchmarks/bundle.py (its figures are in docs/bundle.md, not asserted)."""
+    require_image(BUNDLE_IMAGE)
+    spec = importlib.util.spec_from_file_location("bench_bundle", ROOT / "benchmarks" / "bundle.py")
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    wheel = Path(sys.executable).parent / "entrypoint"
+    bundle = bench.extract_bundle(BUNDLE_IMAGE, tmp_path)
+    result = bench.run(bundle, str(wheel), samples=2, rss_rounds=1)
+    assert 10 < result["size_mb"] < 100
+    for peer in ("bundle", "wheel"):
+        assert set(result[peer]) == {"web_fast", "web_full", "health", "rss_mb", "rss_anon_mb"}
+        assert result[peer]["rss_mb"] > 0
+    assert set(result["ratios"]) == {"web_fast", "web_full", "health", "rss"}
+    assert len(result["budgets"]) == 4
+    assert "supervisor RSS" in bench.render(result)
