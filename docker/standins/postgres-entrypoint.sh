@@ -1,7 +1,8 @@
 #!/bin/sh
 # As the official image: initialise PGDATA on first start from POSTGRES_USER,
-# POSTGRES_PASSWORD and POSTGRES_DB, then run the server in the foreground, as
-# the postgres user (started as root, it prepares its directories and drops).
+# POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE, a secret's path) and
+# POSTGRES_DB, then run the server in the foreground, as the postgres user
+# (started as root, it prepares its directories and drops).
 set -eu
 bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin | sort -V | tail -n 1)
 if [ "${1#-}" != "${1:-}" ]; then
@@ -18,6 +19,13 @@ if [ "$(id -u)" = 0 ]; then
     exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 shift
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+        echo "error: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set (but are exclusive)" >&2
+        exit 1
+    fi
+    POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+fi
 user=${POSTGRES_USER:-postgres}
 db=${POSTGRES_DB:-$user}
 if [ ! -s "$PGDATA/PG_VERSION" ]; then

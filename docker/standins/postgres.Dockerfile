@@ -1,6 +1,6 @@
 # CI stand-in for postgres:16 (no registry is reachable there): Debian's
 # PostgreSQL (15 on bookworm) on the stand-in base, with the official image's interface:
-# POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB on first start, PGDATA at
+# POSTGRES_USER / POSTGRES_PASSWORD (or _FILE) / POSTGRES_DB on first start, PGDATA at
 # /var/lib/postgresql/data, port 5432, pg_isready for health checks; starts as
 # root, prepares PGDATA and the socket directory, drops to the postgres user.
 ARG BASE=python:3.11-slim

@@ -2,37 +2,48 @@
 
 from __future__ import annotations
 
+import json
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from tests.container.conftest import ROOT, http_json, inspect, logs, run, tool, wait_until
+from tests.container.conftest import (
+    NEEDS_FILE_SECRETS,
+    ROOT,
+    compose_cli,
+    http_json,
+    inspect,
+    logs,
+    run,
+    wait_until,
+)
 
 pytestmark = pytest.mark.docker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
 class Stack:
     compose: tuple[str, ...]
     env: dict[str, str]
-    web: str
 
     def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> str:
-        return run(*self.compose, *args, timeout=timeout, check=check, env=self.env).stdout
+        """Compose's output, stdout and stderr (where it reports progress)."""
+        proc = run(*self.compose, *args, timeout=timeout, check=check, env=self.env)
+        return proc.stdout + proc.stderr
+
+    @property
+    def web(self) -> str:
+        """The web app's base URL: the engine picked its loopback port (WEB_PORT empty)."""
+        published = run(*self.compose, "port", "web", "8000", env=self.env).stdout.split()
+        assert published, "web publishes no port"
+        assert published[0].startswith("127.0.0.1:"), published
+        return f"http://{published[0]}"
 
     def containers(self, service: str) -> list[str]:
-        return self("ps", "-q", service).split()
+        return sorted(run(*self.compose, "ps", "-q", service, env=self.env).stdout.split())
 
     def jobs(self) -> dict[str, dict[str, object]]:
         return {job["id"]: job for job in http_json(f"{self.web}/jobs?limit=1000")}
@@ -50,24 +61,26 @@ class Stack:
 
 @pytest.fixture
 def make_stack(image: str) -> Iterator[Callable[..., Stack]]:
-    """Stacks with a project name of their own, free loopback ports, `down -v` at the end."""
+    """Stacks with a project name of their own, ports the engine picks, `down -v` at the end.
+
+    The engine picks each port when it starts the container: no port chosen
+    here can be taken by someone else in between."""
     made: list[Stack] = []
 
     def make(*profiles: str, **env: str) -> Stack:
-        web_port = free_port()
         full_env = {
             **os.environ,
             "ENTRYPOINT_IMAGE": image,
-            "WEB_PORT": str(web_port),
-            "REDIS_PORT": str(free_port()),
-            "POSTGRES_PORT": str(free_port()),
+            "WEB_PORT": "",
+            "REDIS_PORT": "",
+            "POSTGRES_PORT": "",
             **env,
         }
-        compose = [tool("docker-compose"), "-p", f"epd{uuid.uuid4().hex[:8]}"]
+        compose = [*compose_cli(), "-p", f"epd{uuid.uuid4().hex[:8]}"]
         compose += ["-f", str(ROOT / "docker-compose.yaml")]
         for profile in profiles:
             compose += ["--profile", profile]
-        stack = Stack(tuple(compose), full_env, f"http://127.0.0.1:{web_port}")
+        stack = Stack(tuple(compose), full_env)
         made.append(stack)
         return stack
 
@@ -81,10 +94,19 @@ def make_stack(image: str) -> Iterator[Callable[..., Stack]]:
 def test_scaled_workers_process_every_job_once_and_a_killed_worker_is_replaced(
     make_stack: Callable[..., Stack],
 ) -> None:
-    stack = make_stack("app")
-    stack("up", "-d", "--no-build", "--wait", "--wait-timeout", "90", "--scale", "worker=3")
+    # The README's two commands: up --build (offline here: the wheelhouse), then
+    # --scale. The image is built once, and scaling out only adds replicas.
+    stack = make_stack("app", PIP_NO_INDEX="1")
+    built = stack("up", "-d", "--build", "--wait", "--wait-timeout", "90", timeout=600)
+    first = {service: stack.containers(service) for service in ("web", "worker", "scheduler")}
+    assert len(first["worker"]) == 3  # deploy.replicas
+    stack("up", "-d", "--wait", "--wait-timeout", "90", "--scale", "worker=5")
     workers = stack.containers("worker")
-    assert len(workers) == 3
+    assert len(workers) == 5
+    assert set(first["worker"]) < set(workers), "scaling out recreated worker containers"
+    assert stack.containers("web") == first["web"]
+    assert stack.containers("scheduler") == first["scheduler"]
+    assert built.count("Successfully built") <= 1, built
     hostnames = {inspect(c, "{{.Config.Hostname}}"): c for c in workers}
 
     ids = stack.enqueue(30, 0.3)
@@ -156,3 +178,32 @@ def test_database_queue_variant_on_postgres_with_two_schedulers(
     ticking = [c for c in schedulers if "tick_enqueued" in logs(c)]
     assert len(ticking) == 1, [logs(c)[-2000:] for c in schedulers]
     assert sum("leader_acquired" in logs(c) for c in schedulers) == 1
+
+
+@NEEDS_FILE_SECRETS
+def test_database_queue_variant_takes_its_password_from_the_compose_secret(
+    make_stack: Callable[..., Stack],
+) -> None:
+    # The documented variant: no URL, no password in any variable; PostgreSQL
+    # and the app read the one secret file (POSTGRES_PASSWORD_FILE, DB_PASSWORD_FILE).
+    stack = make_stack("app", "postgres", QUEUE_CONNECTION="database", DEMO_SCHEDULE_EVERY="1")
+    stack("up", "-d", "--no-build", "--wait", "--wait-timeout", "90")
+    assert http_json(f"{stack.web}/healthz") == {"status": "ok", "queue": "postgresql"}
+    ids = stack.enqueue(10, 0.1)
+    done = wait_until(lambda: stack.all_finished(ids), 60, "10 jobs to finish")
+    assert all(job["runs"] == 1 for job in done.values()), done
+
+    (worker, *_) = stack.containers("worker")
+    (scheduler,) = stack.containers("scheduler")
+    for container in (*stack.containers("web"), worker, scheduler):
+        env = json.loads(inspect(container, "{{json .Config.Env}}"))
+        assert "DB_PASSWORD_FILE=/run/secrets/postgres-password" in env
+        assert not [v for v in env if v.startswith(("DB_PASSWORD=", "QUEUE_URL=postgres"))], env
+    # The entrypoint logged in with the secret (not only the handshake) ...
+    explained = json.loads(run("docker", "exec", worker, "entrypoint", "explain", "--json").stdout)
+    (queue,) = explained["dependencies"]
+    assert (queue["source"], queue["depth"]) == ("QUEUE_CONNECTION", "authenticated"), queue
+    assert "demo:***@postgres" in queue["url"]
+    # ... and the scheduler holds its lease in PostgreSQL with it.
+    assert "leader_acquired" in logs(scheduler)
+    assert "tick_enqueued" in logs(scheduler)

@@ -19,10 +19,10 @@ from tests.container.conftest import DEMO, http_json, wait_until
 from tests.servers import require_server
 
 sys.path.insert(0, str(DEMO))
+from demo.config import QueueConfigError
 from demo.queues import (
     Job,
     JobQueue,
-    QueueConfigError,
     SqliteQueue,
     SqlQueue,
     open_queue,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.container.conftest import http_json, inspect, logs, pid1_argv, run, wait_until
+from tests.container.conftest import Docker, http_json, inspect, logs, pid1_argv, run, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -131,3 +132,37 @@ def test_bogus_mode_exits_64_and_says_why(image: str, container_name: str) -> No
     assert "bogus" in text
     assert "worker" in text  # the valid modes are listed
     assert "Traceback" not in text
+
+
+def test_worker_stopped_at_any_moment_of_its_start_stops_at_once(
+    image: str, docker: Docker
+) -> None:
+    """A stop during the start never waits for the kill: while the demo worker loads,
+    and right after its `worker_started` (its own handler in place, RQ's not yet: the
+    stop used to be lost, and `docker stop` waited for the SIGKILL).
+
+    Not covered: a TERM in the first milliseconds, before the entrypoint's own
+    handlers are installed (boot.py), which the kernel drops for a PID 1 without one."""
+    network = docker.network()
+    redis = docker.redis(network)
+    moments: list[tuple[str, Callable[[str], bool]]] = [
+        ("child started", lambda c: "child_started" in logs(c)),
+        *[("worker_started", lambda c: "worker_started" in logs(c))] * 3,
+    ]
+    for n, (moment, reached) in enumerate(moments):
+        worker = docker.start(
+            "--network", network, "-e", "MODE=worker",
+            "-e", f"QUEUE_URL=redis://{redis}:6379/0", "-e", "ENTRYPOINT_STOP_TIMEOUT=25",
+            image, "python", "-m", "demo.worker", name=f"stop{n}",
+        )  # fmt: skip
+        wait_until(functools.partial(reached, worker), 30, f"the moment {moment!r}")
+        started = time.monotonic()
+        run("docker", "stop", "-t", "40", worker, timeout=60)
+        elapsed = time.monotonic() - started
+        code = inspect(worker, "{{.State.ExitCode}}")
+        text = logs(worker)
+        assert elapsed < 10, f"{moment}: docker stop took {elapsed:.1f} s\n{text[-2000:]}"
+        assert "stop_escalated" not in text, moment
+        # 143: the stop came before the child had a handler (and so no job);
+        # once the worker said it started, 0.
+        assert code == "0" if moment == "worker_started" else code in ("0", "143"), (moment, text)

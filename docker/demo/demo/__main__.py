@@ -10,8 +10,9 @@ import argparse
 import json
 import sys
 
+from demo.config import QueueConfigError
 from demo.lifecycle import fail
-from demo.queues import QueueConfigError, open_queue
+from demo.queues import open_queue
 
 
 def main(argv: list[str] | None = None) -> int:

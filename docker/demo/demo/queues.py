@@ -1,7 +1,8 @@
 """The job queue behind the demo: an embedded SQLite file, or Redis with RQ.
 
-QUEUE_URL picks the backend, as it does for the entrypoint in front of it:
-- unset or empty: the SQLite file `demo-data/queue.sqlite3` under the working directory;
+The queue's URL picks the backend, read as the entrypoint in front of it reads
+it (demo.config: QUEUE_URL, else Laravel's QUEUE_CONNECTION; X_FILE for secrets):
+- none: the SQLite file `demo-data/queue.sqlite3` under the working directory;
 - `sqlite:///absolute/path` or `sqlite:relative/path` (read as the entrypoint reads it);
 - `redis://` or `rediss://`: RQ;
 - `postgresql://` (or `postgres://`): a database queue (psycopg, `FOR UPDATE SKIP LOCKED`).
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
 
+from demo.config import QueueConfigError, queue_url
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
@@ -38,10 +41,6 @@ MAX_SECONDS = 3600.0
 # A started SQLite job whose worker vanished (SIGKILL, OOM) is offered again
 # once its own duration plus this margin has passed: at least once, never lost.
 LEASE_MARGIN_S = 30.0
-
-
-class QueueConfigError(ValueError):
-    """QUEUE_URL names no backend the demo speaks; the message says why."""
 
 
 class Status(StrEnum):
@@ -128,9 +127,9 @@ def sqlite_path(url: str) -> str:
 
 
 def open_queue(env: Mapping[str, str] | None = None) -> JobQueue:
-    """The queue QUEUE_URL names (see the module docstring)."""
+    """The queue the environment names (see the module docstring)."""
     env = os.environ if env is None else env
-    url = env.get("QUEUE_URL", "").strip()
+    url = queue_url(env)
     if not url:
         return SqliteQueue(DEFAULT_SQLITE_PATH, env.get("DEMO_QUEUE", "demo"))
     scheme = urlsplit(url).scheme.lower()

@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import sys
 
+from demo.config import QueueConfigError
 from demo.lifecycle import Stop, fail, setup_logging
-from demo.queues import QueueConfigError, identity, open_queue
+from demo.queues import identity, open_queue
 
 
 def main() -> int:
-    log = setup_logging("demo.scheduler")
     stop = Stop()
     stop.install()
+    log = setup_logging("demo.scheduler")
     try:
         every = float(os.environ.get("DEMO_SCHEDULE_EVERY", "30"))
         if every <= 0:

@@ -23,8 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from demo.config import QueueConfigError
 from demo.lifecycle import fail, setup_logging
-from demo.queues import MAX_COUNT, Job, JobQueue, QueueConfigError, open_queue
+from demo.queues import MAX_COUNT, Job, JobQueue, open_queue
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -173,6 +174,20 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> int:
+    # The handlers come first: in web mode this process is PID 1, and the kernel
+    # drops a TERM to PID 1 that has no handler (`docker stop` would then wait
+    # for its SIGKILL). A stop before the server exists ends the start.
+    stopping = threading.Event()
+    servers: list[DemoServer] = []
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+        for server in servers:
+            # shutdown() waits for serve_forever() to return: call it off the main thread.
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
     setup_logging("demo.web")
     try:
         port = int(os.environ.get("PORT", "8000"))
@@ -187,16 +202,14 @@ def main() -> int:
         return fail("demo.web", str(exc), 78)
     server = DemoServer((os.environ.get("HOST", "0.0.0.0"), port), Handler)
     server.queue = queue
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        # shutdown() waits for serve_forever() to return: call it off the main thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop)
+    servers.append(server)
     host = server.server_address[0]
-    log.info("web_listening host=%s port=%d queue=%s pid=%d", host, port, queue.kind, os.getpid())
-    server.serve_forever(poll_interval=0.5)
+    if not stopping.is_set():
+        # A stop from here on shuts the server down, before or while it serves.
+        log.info(
+            "web_listening host=%s port=%d queue=%s pid=%d", host, port, queue.kind, os.getpid()
+        )
+        server.serve_forever(poll_interval=0.5)
     server.server_close()
     log.info("web_stopped")
     return 0

@@ -13,16 +13,24 @@ enqueues with Retry).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from demo.jobs import perform
+# Only the signal handling is imported before main() installs it: a stop at
+# any moment of the start is taken, and honoured.
 from demo.lifecycle import ForcedStop, Stop, fail, setup_logging
-from demo.queues import QueueConfigError, RedisQueue, SqlQueue, identity, open_queue
+
+if TYPE_CHECKING:
+    import logging
+
+    from demo.queues import RedisQueue, SqlQueue
 
 
 def run_sql(queue: SqlQueue, stop: Stop, poll: float, log: logging.Logger) -> int:
+    from demo.jobs import perform
+    from demo.queues import identity
+
     me = identity()
     log.info(
         "worker_started queue=%s where=%s name=%s worker=%s",
@@ -56,26 +64,45 @@ def run_sql(queue: SqlQueue, stop: Stop, poll: float, log: logging.Logger) -> in
     return 0
 
 
-def run_rq(queue: RedisQueue, maintenance: int, log: logging.Logger) -> int:
+def run_rq(queue: RedisQueue, stop: Stop, maintenance: int, log: logging.Logger) -> int:
+    import logging
+
     from rq import Worker
+
+    from demo.queues import identity
+
+    class DemoWorker(Worker):
+        """RQ's worker, told of a stop signal that came before its own handlers were in place."""
+
+        def _install_signal_handlers(self) -> None:
+            super()._install_signal_handlers()  # type: ignore[no-untyped-call]
+            # Until the line above, TERM and INT reach the demo's handler, and
+            # RQ would never hear of them: the worker would run on until the
+            # entrypoint's SIGKILL. From here on RQ's handlers take them. RQ
+            # reads this flag of its own before each dequeue.
+            if stop.requested:
+                self._stop_requested = True
 
     me = identity()
     log.info("worker_started queue=redis name=%s worker=%s", queue.queue.name, me)
     # RQ installs its own TERM/INT handlers in work(): first = warm shutdown.
     # Its maintenance gives back the jobs of workers that died (abandoned, or
     # stuck in its intermediate queue); every 10 min by default, sooner here.
-    worker = Worker(
+    worker = DemoWorker(
         [queue.queue], connection=queue.redis, name=me, maintenance_interval=maintenance
     )
     worker.work(logging_level=logging.getLevelName(log.getEffectiveLevel()))
-    log.info("worker_stopped worker=%s", me)
+    log.info("worker_stopped signal=%s worker=%s", stop.signal_name or "-", me)
     return 0
 
 
 def main() -> int:
-    log = setup_logging("demo.worker")
     stop = Stop()
     stop.install()
+    log = setup_logging("demo.worker")
+    from demo.config import QueueConfigError
+    from demo.queues import RedisQueue, SqlQueue, open_queue
+
     try:
         poll = float(os.environ.get("DEMO_POLL_INTERVAL", "0.5"))
         maintenance = int(os.environ.get("DEMO_RQ_MAINTENANCE_INTERVAL", "60"))
@@ -89,7 +116,7 @@ def main() -> int:
             78,
         )
     if isinstance(queue, RedisQueue):
-        return run_rq(queue, maintenance, log)
+        return run_rq(queue, stop, maintenance, log)
     assert isinstance(queue, SqlQueue)
     return run_sql(queue, stop, poll, log)
 

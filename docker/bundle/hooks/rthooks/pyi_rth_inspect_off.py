@@ -1,0 +1,1 @@
+"""Stands in for PyInstaller's `inspect` runtime hook: nothing to do (see ../rthooks.dat)."""
