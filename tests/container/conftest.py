@@ -33,18 +33,6 @@ NODE_IMAGE = "entrypoint-node-example:ci"
 REDIS_IMAGE = "redis:7-alpine"
 T = TypeVar("T")
 
-# Tests of what the core is adding right now. They fail on a core without it;
-# strict, so that once it lands the run fails until the mark is taken off.
-NEEDS_STATE_FALLBACK = pytest.mark.xfail(
-    strict=True,
-    reason="needs the state file's fallback (/tmp not writable -> "
-    "/dev/shm/entrypoint-state.<uid>.json, read by health too), which the core is adding",
-)
-NEEDS_FILE_SECRETS = pytest.mark.xfail(
-    strict=True,
-    reason="needs X_FILE for the connection variables (DB_PASSWORD_FILE), which the core is adding",
-)
-
 
 def tool(name: str) -> str:
     """A binary from the venv running the tests (Compose, hadolint, ...) or from PATH."""

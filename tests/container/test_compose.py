@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import pytest
 
 from tests.container.conftest import (
-    NEEDS_FILE_SECRETS,
     ROOT,
     compose_cli,
     http_json,
@@ -180,7 +179,6 @@ def test_database_queue_variant_on_postgres_with_two_schedulers(
     assert sum("leader_acquired" in logs(c) for c in schedulers) == 1
 
 
-@NEEDS_FILE_SECRETS
 def test_database_queue_variant_takes_its_password_from_the_compose_secret(
     make_stack: Callable[..., Stack],
 ) -> None:

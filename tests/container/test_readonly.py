@@ -12,7 +12,6 @@ from __future__ import annotations
 import pytest
 
 from tests.container.conftest import (
-    NEEDS_STATE_FALLBACK,
     PHP_IMAGE,
     Docker,
     child_pid,
@@ -78,7 +77,6 @@ def test_web_mode_read_only_non_root(
     assert inspect(web, "{{.State.ExitCode}}") == "0", logs(web)[-2000:]
 
 
-@NEEDS_STATE_FALLBACK
 @pytest.mark.parametrize("user", USERS)
 def test_worker_mode_read_only_non_root(
     image: str, docker: Docker, redis_on: tuple[str, str], user: str
@@ -95,7 +93,6 @@ def test_worker_mode_read_only_non_root(
     assert inspect(worker, "{{.State.ExitCode}}") == "0", logs(worker)[-2000:]
 
 
-@NEEDS_STATE_FALLBACK
 @pytest.mark.parametrize("user", USERS)
 def test_scheduler_mode_read_only_non_root(
     image: str, docker: Docker, redis_on: tuple[str, str], user: str
@@ -116,7 +113,6 @@ def test_scheduler_mode_read_only_non_root(
     assert inspect(scheduler, "{{.State.ExitCode}}") == "0", logs(scheduler)[-2000:]
 
 
-@NEEDS_STATE_FALLBACK
 def test_bundle_worker_read_only_non_root(docker: Docker) -> None:
     image = require_image(PHP_IMAGE)
     worker = docker.start(
