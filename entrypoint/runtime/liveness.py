@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from entrypoint.runtime.loop import Loop, Timer
 
 # The state file records a WATCHDOG=1 at most this often (health reads the
-# heartbeat there); a later write catches up what was skipped.
+# heartbeat there); a later write catches up what was skipped. The heartbeat
+# `health` reads lags the real one by up to that, so it is also at most a
+# quarter of the age limit: a child that pings at half the watchdog timeout,
+# as sd_notify clients do, never looks stale.
 PUBLISH_EVERY = 1.0
 
 
@@ -64,6 +67,7 @@ class LivenessWatch:
         self.triggered = False
         self.extended_until: float | None = None
         self._published_at = 0.0
+        self._publish_every = min(PUBLISH_EVERY, liveness.max_age / 4 or PUBLISH_EVERY)
         self._late_publish: Timer | None = None
 
     @property
@@ -198,11 +202,11 @@ class LivenessWatch:
         self._publish_state()
 
     def _publish_soon(self, now: float) -> None:
-        if now - self._published_at >= PUBLISH_EVERY:
+        if now - self._published_at >= self._publish_every:
             self._publish_now()
         elif self._late_publish is None:
             self._late_publish = self.loop.call_at(
-                self._published_at + PUBLISH_EVERY, self._publish_late
+                self._published_at + self._publish_every, self._publish_late
             )
 
     def _publish_late(self) -> None:
