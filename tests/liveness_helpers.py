@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import CHILD, Running, base_env, entrypoint, run_entrypoint
+from tests.helpers import CHILD, Running, base_env, entrypoint, run_entrypoint, sleep_until
+from tests.probe_helpers import accepts, free_port, require_binary, stop_process
 
 # Small enough to keep the tests short, large enough for a loaded 2-core machine.
 DEFAULTS = {
@@ -104,3 +107,41 @@ IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S.*)$")
 def imported_modules(stderr: list[str]) -> set[str]:
     """The modules a `python -X importtime` run imported, from its stderr."""
     return {m.group(1).strip() for m in map(IMPORTED.match, stderr) if m}
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port, to stop and start at will."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.binary = require_binary("redis-server")
+        self.tmp = tmp
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, password: str | None = None) -> float:
+        """Start it; return when it accepts connections (time.time())."""
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.tmp)]
+        if password is not None:
+            argv += ["--requirepass", password]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sleep_until(lambda: accepts(self.port) or self.proc.poll() is not None, 15)  # type: ignore[union-attr]
+        assert self.proc.poll() is None, "redis-server did not start"
+        return time.time()
+
+    def stop(self) -> float:
+        """Stop it (SIGTERM: it closes its listener, then every client); return when gone."""
+        assert self.proc is not None
+        stop_process(self.proc)
+        self.proc = None
+        return time.time()
+
+    def url(self, password: str | None = None) -> str:
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def close(self) -> None:
+        """Stop it whatever state it is in (a SIGSTOPped one too)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.stop()

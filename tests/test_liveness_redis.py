@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,42 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import sleep_until
-from tests.liveness_helpers import Worker, at, child_pid, one_line
-from tests.probe_helpers import accepts, free_port, require_binary, stop_process
+from tests.liveness_helpers import PrivateRedis, Worker, at, child_pid, one_line
 
 OUTAGE_S = 8.0
-
-
-class PrivateRedis:
-    """A redis-server of this test's own on a free port, to stop and start at will."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.binary = require_binary("redis-server")
-        self.tmp = tmp
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, password: str | None = None) -> float:
-        """Start it; return when it accepts connections (time.time())."""
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.tmp)]
-        if password is not None:
-            argv += ["--requirepass", password]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        sleep_until(lambda: accepts(self.port) or self.proc.poll() is not None, 15)  # type: ignore[union-attr]
-        assert self.proc.poll() is None, "redis-server did not start"
-        return time.time()
-
-    def stop(self) -> float:
-        """Stop it (SIGTERM: it closes its listener, then every client); return when gone."""
-        assert self.proc is not None
-        stop_process(self.proc)
-        self.proc = None
-        return time.time()
-
-    def url(self, password: str | None = None) -> str:
-        auth = f":{password}@" if password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
 
 @pytest.fixture
@@ -64,9 +30,7 @@ def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     try:
         yield server
     finally:
-        if server.proc is not None:
-            server.proc.send_signal(signal.SIGCONT)
-            server.stop()
+        server.close()
 
 
 def test_a_broker_outage_starts_no_child_until_it_returns(
