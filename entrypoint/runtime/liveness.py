@@ -65,6 +65,8 @@ class LivenessWatch:
         self.beat_wall: float | None = None
         self.triggered = False
         self.extended_until: float | None = None
+        self._extended_at: float | None = None  # when the last EXTEND_TIMEOUT_USEC came
+        self._asked_at = 0.0  # the supervisor's last `check`
         self._published_at = 0.0
 
     @property
@@ -87,7 +89,7 @@ class LivenessWatch:
         self.state = notify.ChildState()
         self.started, self.beat, self.beat_wall = now, None, None
         self.triggered = False
-        self.extended_until = None
+        self.extended_until = self._extended_at = None
 
     def child_exited(self) -> None:
         self.started = None
@@ -108,6 +110,7 @@ class LivenessWatch:
     def check(self, now: float) -> StopRequest | None:
         if self.started is None:
             return None
+        self._asked_at = now
         if self.triggered:
             self.triggered = False
             return StopRequest(Cause.WATCHDOG, "watchdog_expired", age_s=0.0, trigger=True)
@@ -120,6 +123,16 @@ class LivenessWatch:
         return StopRequest(Cause.WATCHDOG, late.event, age_s=round(late.age, 3))
 
     def stop_extension(self) -> float | None:
+        """Until when the child asked for its stop to wait, if it asked during the stop.
+
+        As in systemd, EXTEND_TIMEOUT_USEC extends the timeout of the state it
+        is sent in: one sent at the start (for the ready deadline) or while
+        running does not move a later stop. The supervisor calls `check` on
+        every wakeup until a stop of the child is under way, and no more
+        after: an extension that came after the last `check` came during the stop.
+        """
+        if self._extended_at is None or self._extended_at < self._asked_at:
+            return None
         return self.extended_until
 
     def publish(self) -> dict[str, Any]:
@@ -180,6 +193,7 @@ class LivenessWatch:
             self.triggered = True
         if message.extend_timeout_usec is not None:
             self.extended_until = now + message.extend_timeout_usec / 1e6
+            self._extended_at = now
         if self.state.ready and not before.ready:
             self.log.info("child_ready", sender_pid=sender)
         if self.state.status != before.status:

@@ -65,6 +65,7 @@ class State:
     heartbeat: float | None = None  # the last WATCHDOG=1 (the heartbeat file is stat'ed instead)
     heartbeat_file: str | None = None
     heartbeat_max_age: float = 0.0  # 0: no limit
+    heartbeat_age_s: float | None = None  # when written (StateStore); readers use heartbeat_age()
     dependencies_ok: bool | None = None  # at the last probe the supervisor made
 
 
@@ -115,7 +116,10 @@ class StateStore:
         self._failures: set[str] = set()
 
     def write(self, state: State) -> bool:
-        data = json.dumps(asdict(state)).encode()
+        document = asdict(state)
+        age = heartbeat_age(state)
+        document["heartbeat_age_s"] = None if age is None else round(age, 3)
+        data = json.dumps(document).encode()
         errors = []
         for path in candidates(self.path):
             try:

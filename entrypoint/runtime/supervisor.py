@@ -476,6 +476,9 @@ class Supervisor:
         probe = self._probe_dependencies
         if probe is None:
             return False
+        # A probe of a hung server takes up to the probe timeout: that is waiting
+        # for it too (health 0), not a child that is gone.
+        self._publish(States.WAITING, detail="probing dependencies before the restart")
         if probe(self.plan.dependencies, probe_timeout=self.plan.probe_timeout, inbox=self.inbox):
             self.dependencies_ok = True
             return False
