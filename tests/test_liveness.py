@@ -599,9 +599,9 @@ def test_without_notify_ready_is_running(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cause", ["watchdog", "memory"])
-def test_not_healthy_and_not_ready_during_a_watchdog_or_memory_stop(
-    tmp_path: Path, cause: str
-) -> None:
+def test_not_ready_during_a_watchdog_or_memory_stop(tmp_path: Path, cause: str) -> None:
+    """Not ready during either; not alive during a watchdog stop (its heartbeat is stale),
+    alive during a memory recycle (planned: a restart of the container would not help)."""
     settings = {"ENTRYPOINT_STOP_TIMEOUT": "4", "ENTRYPOINT_NOTIFY": "1"}
     if cause == "memory":
         settings.update(ENTRYPOINT_MAX_RSS="1M", ENTRYPOINT_MEMORY_INTERVAL="0.2")
@@ -613,9 +613,10 @@ def test_not_healthy_and_not_ready_during_a_watchdog_or_memory_stop(
             send_datagram(notify_address(run), b"WATCHDOG=trigger")
         sleep_until(lambda: worker.state().get("stop_reason") == cause, 10)
         alive, ready = worker.health(), worker.health("--ready")
-        assert alive.returncode == ready.returncode == 1
-        assert "stopping" in alive.stdout
-        assert f"({cause})" in alive.stdout
+        assert ready.returncode == 1
+        assert alive.returncode == (1 if cause == "watchdog" else 0)
+        assert "stopping" in ready.stdout
+        assert f"({cause})" in ready.stdout
         run.signal(signal.SIGTERM)
         run.wait(15)
 

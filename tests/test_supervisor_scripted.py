@@ -308,7 +308,8 @@ class Recycler:
             return StopRequest(Cause.MEMORY, "memory_recycle", rss_bytes=2, limit_bytes=1)
         return None
 
-    def stop_extension(self) -> float | None:
+    def stop_extension(self, since: float) -> float | None:
+        del since
         return None
 
     def publish(self) -> dict[str, Any]:

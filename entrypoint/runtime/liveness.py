@@ -66,7 +66,6 @@ class LivenessWatch:
         self.triggered = False
         self.extended_until: float | None = None
         self._extended_at: float | None = None  # when the last EXTEND_TIMEOUT_USEC came
-        self._asked_at = 0.0  # the supervisor's last `check`
         self._published_at = 0.0
 
     @property
@@ -110,7 +109,6 @@ class LivenessWatch:
     def check(self, now: float) -> StopRequest | None:
         if self.started is None:
             return None
-        self._asked_at = now
         if self.triggered:
             self.triggered = False
             return StopRequest(Cause.WATCHDOG, "watchdog_expired", age_s=0.0, trigger=True)
@@ -122,16 +120,16 @@ class LivenessWatch:
             return None
         return StopRequest(Cause.WATCHDOG, late.event, age_s=round(late.age, 3))
 
-    def stop_extension(self) -> float | None:
+    def stop_extension(self, since: float) -> float | None:
         """Until when the child asked for its stop to wait, if it asked during the stop.
 
         As in systemd, EXTEND_TIMEOUT_USEC extends the timeout of the state it
         is sent in: one sent at the start (for the ready deadline) or while
-        running does not move a later stop. The supervisor calls `check` on
-        every wakeup until a stop of the child is under way, and no more
-        after: an extension that came after the last `check` came during the stop.
+        running does not move a later stop. `since` is when the supervisor
+        sent the stop signal; what arrived before it was sent before the child
+        knew of the stop, even when it is read in the same wakeup.
         """
-        if self._extended_at is None or self._extended_at < self._asked_at:
+        if self._extended_at is None or self._extended_at < since:
             return None
         return self.extended_until
 

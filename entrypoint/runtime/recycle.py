@@ -55,7 +55,8 @@ class MemoryWatch:
             Cause.MEMORY, "memory_recycle", rss_bytes=self.rss, limit_bytes=self.limit
         )
 
-    def stop_extension(self) -> float | None:
+    def stop_extension(self, since: float) -> float | None:
+        del since
         return None
 
     def publish(self) -> dict[str, Any]:

@@ -112,6 +112,7 @@ class Supervisor:
         self.child: int | None = None
         self.child_started_at = 0.0  # monotonic
         self.child_started_wall: float | None = None
+        self.stop_sent_at: float | None = None  # when the stop signal of this child went out
         self.leader = False
         self.lease_valid_until = 0.0
         self.dependencies_ok: bool | None = None
@@ -215,6 +216,7 @@ class Supervisor:
         self.log.info("child_started", pid=pid, argv=list(self.plan.argv))
         self._publish(States.RUNNING)
         kill_at: float | None = None  # set once a stop of the child is under way
+        self.stop_sent_at = None
         cause: Cause | None = None
         code = None
         while code is None:
@@ -302,19 +304,23 @@ class Supervisor:
         )
         if forward:
             self._forward(pid, signum)
-        return self.clock() + self.plan.stop.timeout
+        now = self.clock()
+        self.stop_sent_at = self.stop_sent_at or now
+        return now + self.plan.stop.timeout
 
     def _stop_child(self, pid: int, cause: Cause, now: float, latest: float | None = None) -> float:
         """Stop the child as a stop does, for `cause`; return the moment of SIGKILL."""
         self._publish(States.STOPPING, stop_reason=str(cause))
         self._forward(pid, signal.SIGTERM)  # translated to ENTRYPOINT_STOP_SIGNAL
+        self.stop_sent_at = self.stop_sent_at or self.clock()
         at = now + self.plan.stop.timeout
         return min(at, latest) if latest is not None else at
 
     def _extended(self, kill_at: float) -> float:
         """The kill deadline, moved when the child asked for more (EXTEND_TIMEOUT_USEC)."""
+        since = self.stop_sent_at if self.stop_sent_at is not None else self.clock()
         for watch in self.watches:
-            asked = watch.stop_extension()
+            asked = watch.stop_extension(since)
             if asked is not None and asked > kill_at:
                 self.log.info("stop_extended", timeout_s=round(asked - self.clock(), 3))
                 kill_at = asked

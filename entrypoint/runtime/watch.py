@@ -37,8 +37,8 @@ class Watch(Protocol):
 
     def check(self, now: float) -> StopRequest | None: ...
 
-    def stop_extension(self) -> float | None:
-        """Until when the child asked for its stop to wait (EXTEND_TIMEOUT_USEC), if it did."""
+    def stop_extension(self, since: float) -> float | None:
+        """Until when the child asked its stop (signalled at `since`) to wait, if it did."""
 
     def publish(self) -> Mapping[str, Any]:
         """What this watch adds to the published state."""
