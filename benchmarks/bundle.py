@@ -19,7 +19,11 @@ The bundle is copied out of the image (`docker create` + `docker cp`) unless
 bookworm's Python). The wheel install is the console script of a throwaway
 virtualenv with a NON-editable `pip install` of this repository, unless
 --wheel names one. Nothing is asserted; the budgets are printed as met or
-missed. `run()` returns every figure as a dict (what --json writes).
+missed. `measure()` returns every figure as a dict (what --json writes).
+
+In `python benchmarks/run.py` it is an optional measure: `prerequisites()`
+says why it cannot run (no engine, no bundle image), `run()` measures the
+image's bundle against the runner's own wheel install.
 """
 
 from __future__ import annotations
@@ -143,7 +147,7 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-def run(bundle: Path, wheel: str, samples: int = 40, rss_rounds: int = 5) -> dict[str, Any]:
+def measure(bundle: Path, wheel: str, samples: int = 40, rss_rounds: int = 5) -> dict[str, Any]:
     """Every figure for the bundle directory `bundle` and the console script `wheel`."""
     peers = {"bundle": str(bundle / "entrypoint"), "wheel": wheel}
     true = shutil.which("true") or "/bin/true"
@@ -277,6 +281,26 @@ def build_wheel_venv(into: Path) -> str:
     return str(venv / "bin" / "entrypoint")
 
 
+def prerequisites() -> str | None:
+    """Why the runner cannot measure the bundle here, or None."""
+    if shutil.which("docker") is None:
+        return "no docker client to copy the bundle out of its image"
+    proc = subprocess.run(
+        ["docker", "image", "inspect", BUNDLE_IMAGE], capture_output=True, timeout=60, check=False
+    )
+    if proc.returncode != 0:
+        return f"no image {BUNDLE_IMAGE} (bash .ci/docker-up builds it)"
+    return None
+
+
+def run(tmp: Path, entrypoint: str, quick: bool) -> dict[str, Any]:
+    """The runner's entry: the image's bundle against the runner's wheel install."""
+    into = tmp / "bundle"
+    into.mkdir(exist_ok=True)
+    bundle = extract_bundle(BUNDLE_IMAGE, into)
+    return measure(bundle, entrypoint, samples=10 if quick else 40, rss_rounds=2 if quick else 5)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=BUNDLE_IMAGE, help="bundle image to copy it from")
@@ -290,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bundle = args.bundle or extract_bundle(args.image, tmp)
         wheel = args.wheel or build_wheel_venv(tmp)
         log(f"measuring {bundle} against {wheel}, {args.samples} samples")
-        result = run(bundle, wheel, samples=args.samples)
+        result = measure(bundle, wheel, samples=args.samples)
     print(render(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -155,6 +155,16 @@ class Running:
         result: list[re.Match[str]] = self._wait_for(find, timeout, f"stdout {pattern!r} x{count}")
         return result
 
+    def wait_stderr(self, pattern: str, timeout: float = 10, count: int = 1) -> list[re.Match[str]]:
+        regex = re.compile(pattern)
+
+        def find() -> list[re.Match[str]] | None:
+            matches = [m for m in map(regex.search, self.stderr) if m]
+            return matches if len(matches) >= count else None
+
+        result: list[re.Match[str]] = self._wait_for(find, timeout, f"stderr {pattern!r} x{count}")
+        return result
+
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         found = []
         for line in list(self.stderr):

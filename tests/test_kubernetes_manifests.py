@@ -564,7 +564,9 @@ def security_problems(doc: Manifest) -> list[str]:
 
 
 def health_problems(doc: Manifest) -> list[str]:
-    """Supervised containers: liveness (and readiness, behind a Service) run `entrypoint health`.
+    """Supervised containers: liveness (and readiness) run `entrypoint health`.
+
+    Readiness may be `entrypoint health --ready`.
 
     A Job's pods are nobody's endpoints: readiness means nothing there.
     """
@@ -585,7 +587,10 @@ def health_problems(doc: Manifest) -> list[str]:
             continue
         for probe in probes:
             command = _get(container, probe, "exec", "command")
-            if command != HEALTH_COMMAND:
+            allowed = [HEALTH_COMMAND]
+            if probe == "readinessProbe":
+                allowed.append([*HEALTH_COMMAND, "--ready"])
+            if command not in allowed:
                 problems.append(
                     f"container {container.get('name')}: {probe} is not exec {HEALTH_COMMAND}"
                 )

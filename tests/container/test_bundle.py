@@ -230,7 +230,7 @@ def test_bundle_benchmark_runs_and_reports_every_figure(docker: Docker, tmp_path
     spec.loader.exec_module(bench)
     wheel = Path(sys.executable).parent / "entrypoint"
     bundle = bench.extract_bundle(BUNDLE_IMAGE, tmp_path)
-    result = bench.run(bundle, str(wheel), samples=2, rss_rounds=1)
+    result = bench.measure(bundle, str(wheel), samples=2, rss_rounds=1)
     assert 10 < result["size_mb"] < 100
     for peer in ("bundle", "wheel"):
         assert set(result[peer]) == {"web_fast", "web_full", "health", "rss_mb", "rss_anon_mb"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from tests.container.conftest import (
     run,
     wait_until,
 )
+from tests.docs_helpers import DOCS, shell_commands
 
 pytestmark = pytest.mark.docker
 
@@ -105,7 +108,8 @@ def test_scaled_workers_process_every_job_once_and_a_killed_worker_is_replaced(
     assert set(first["worker"]) < set(workers), "scaling out recreated worker containers"
     assert stack.containers("web") == first["web"]
     assert stack.containers("scheduler") == first["scheduler"]
-    assert built.count("Successfully built") <= 1, built
+    # The engine's own line (pip's "Successfully built <project>" lines are not builds).
+    assert len(re.findall(r"^Successfully built [0-9a-f]{12}\s*$", built, re.M)) <= 1, built
     hostnames = {inspect(c, "{{.Config.Hostname}}"): c for c in workers}
 
     ids = stack.enqueue(30, 0.3)
@@ -205,3 +209,40 @@ def test_database_queue_variant_takes_its_password_from_the_compose_secret(
     # ... and the scheduler holds its lease in PostgreSQL with it.
     assert "leader_acquired" in logs(scheduler)
     assert "tick_enqueued" in logs(scheduler)
+
+
+# --- the docs' commands that look at a container's plan --------------------------------
+
+
+def documented_docker_commands() -> list[tuple[str, list[str]]]:
+    """`docker compose ... --entrypoint entrypoint worker explain|check` and `docker run` ones."""
+    found = []
+    for path in DOCS:
+        for number, words in shell_commands(path):
+            if words[:1] == ["docker"] and "--entrypoint" in words and words[-1] in PLAN_LOOKS:
+                found.append((f"{path.relative_to(ROOT)}:{number}", words))
+    return found
+
+
+PLAN_LOOKS = ("explain", "check")
+
+
+def test_the_docs_commands_that_look_at_a_containers_plan_work_as_written(
+    make_stack: Callable[..., Stack], image: str
+) -> None:
+    commands = documented_docker_commands()
+    assert len(commands) >= 4, commands  # the extraction itself can fail
+    stack = make_stack()
+    stack("up", "-d", "--wait", "--wait-timeout", "60", "redis")  # what `check` probes
+    for where, words in commands:
+        if words[1] == "compose":
+            argv = [*stack.compose, *words[2:]]  # this test's project, the same file
+        else:
+            argv = [image if word == "entrypoint-demo" else word for word in words]
+            assert image in argv, f"{where}: which image? {words}"
+        proc = run(*argv, timeout=120, check=False, env=stack.env)
+        output = proc.stdout + proc.stderr
+        shown = shlex.join(words)
+        assert proc.returncode == 0, f"{where}: {shown} exited {proc.returncode}\n{output}"
+        if words[-1] == "explain":
+            assert "python -m demo.worker" in output, f"{where}: {output}"
