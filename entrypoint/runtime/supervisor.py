@@ -492,7 +492,7 @@ class Supervisor:
                 raise Stopped
             started = self.clock()
             try:
-                acquired = self.lease.acquire()
+                acquired = self._acquire()
                 error = None
             except LeaseUnavailable as exc:
                 if exc.permanent:
@@ -516,6 +516,24 @@ class Supervisor:
                 if self.inbox.stop_requested:
                     raise Stopped
                 self.inbox.wait(max(0.0, until - self.clock()))
+
+    def _acquire(self) -> bool:
+        """One attempt at the lease, always as a new tenure with a new token.
+
+        After `leader_lost` by the clock (frozen, or the store away past the
+        guard but short of the TTL) the lease may still be this replica's in
+        the store, and taking it again would keep the old token. The child
+        stopped for that loss may still have a write in flight under that
+        token: the next child must carry a greater one, so the stale tenure
+        is given up and the lease taken afresh.
+        """
+        assert self.lease is not None
+        stale = getattr(self.lease, "token", None)
+        acquired = self.lease.acquire()
+        if acquired and stale is not None and getattr(self.lease, "token", None) == stale:
+            self.lease.release()
+            acquired = self.lease.acquire()
+        return acquired
 
     @property
     def _lease_key(self) -> str:
@@ -590,7 +608,7 @@ class Supervisor:
         retry = min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (0.5 + 0.5 * self._rand())
         self._next_acquire = now + retry
         try:
-            acquired = self.lease.acquire()
+            acquired = self._acquire()
         except LeaseUnavailable as exc:
             if exc.permanent:
                 raise UnavailableError(f"leader lease: {exc}") from None
