@@ -557,7 +557,8 @@ class Supervisor:
         assert self.lease is not None
         ttl = self.lease.ttl
         if not leader_may_act(last_renewed=self._last_renewed, ttl=ttl, now=now):
-            return self._lose("the lease was not renewed in time (frozen, or the store was away)")
+            reason = "the lease was not renewed in time (frozen, or the store was away)"
+            return self._lost(now, reason)
         if now < self._next_lease_check:
             return True
         try:
@@ -575,7 +576,18 @@ class Supervisor:
             self._next_lease_check = now + min(1.0, ttl / 6)
             self.log.warning("leader_renew_failed", key=self._lease_key, reason=error)
             return True
-        return self._lose(error if held is None else "the lease is held by another replica")
+        return self._lost(now, error if held is None else "the lease is held by another replica")
+
+    def _lost(self, now: float, reason: str | None) -> bool:
+        # The leader's flag: the child is restarted with false first, the lease
+        # tried at the next retry. Trying it at once, against a store just found
+        # unreachable, would hold that restart for a whole store timeout, in the
+        # margin between 2/3 of the TTL and the TTL.
+        assert self.lease is not None
+        self._next_acquire = now + min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (
+            0.5 + 0.5 * self._rand()
+        )
+        return self._lose(reason)
 
     def _lose(self, reason: str | None) -> bool:
         self.leader = False
