@@ -135,21 +135,19 @@ class Cluster:
         return self.tmp / "children.log"
 
     def start(self, url: str | None = None, **extra: str) -> Replica:
-        """One more replica; `url` instead of the cluster's store (a proxy, say)."""
+        """One more replica; `url` instead of the cluster's store (a proxy, say).
+
+        The store is given as ENTRYPOINT_LEASE_URL, unless the cluster's
+        environment has a QUEUE_URL (the store then defaults to it).
+        """
         index = len(self.replicas)
         log = self.tmp / f"replica-{index}.log"
-        state_file = self.tmp / f"state-{index}.json"
         env = base_env(
-            **{
-                "ENTRYPOINT_STATE_FILE": str(state_file),
-                "ENTRYPOINT_LOG_LEVEL": "debug",
-                "ENTRYPOINT_LEASE_URL": url or self.url,
-                **self.env,
-                **extra,
-            }
+            ENTRYPOINT_STATE_FILE=str(self.state_file(index)),
+            **{"ENTRYPOINT_LOG_LEVEL": "debug", **self.env, **extra},
         )
-        if url is not None:
-            env["ENTRYPOINT_LEASE_URL"] = url
+        if url is not None or "QUEUE_URL" not in env:
+            env["ENTRYPOINT_LEASE_URL"] = url or self.url
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "entrypoint", "run"],
@@ -158,9 +156,12 @@ class Cluster:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        replica = Replica(index, proc, log, state_file)
+        replica = Replica(index, proc, log, self.state_file(index))
         self.replicas.append(replica)
         return replica
+
+    def state_file(self, index: int) -> Path:
+        return self.tmp / f"state-{index}.json"
 
     # -- what the children wrote
 
