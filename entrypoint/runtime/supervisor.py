@@ -689,6 +689,9 @@ class Supervisor:
                 return
             if not yielded:
                 yielded = True
+                stopped = self.last_exit is not None and self.last_exit.cause is Cause.HANDOFF
+                if not stopped:  # no child to stop: `_run_child` did not say it
+                    self.log.info("handoff_yielded", pid=None)
                 self._publish(States.YIELDED, detail="a developer's handoff holds the queue")
                 continue  # report YIELDED at once: the handoff waits for it
             until = self.clock() + ttl / 3
