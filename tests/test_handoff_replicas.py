@@ -11,6 +11,7 @@ as the handoff does, from QUEUE_URL (no ENTRYPOINT_LEASE_URL).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import signal
@@ -83,9 +84,16 @@ def dev(cluster: Cluster, name: str) -> list[str]:
     return [sys.executable, str(script), str(cluster.tmp / "dev.log"), name]
 
 
-def handoff(cluster: Cluster, name: str, *options: str) -> Running:
+@contextlib.contextmanager
+def handoff(cluster: Cluster, name: str, *options: str) -> Iterator[Running]:
+    """`entrypoint handoff --store [options] -- DEV`, killed with what is left of it at the end."""
     argv = [sys.executable, "-m", "entrypoint", "handoff", "--store", *options, "--"]
-    return Running([*argv, *dev(cluster, name)], handoff_env(cluster), stdin=subprocess.PIPE)
+    with Running([*argv, *dev(cluster, name)], handoff_env(cluster), stdin=subprocess.PIPE) as run:
+        try:
+            yield run
+        finally:
+            if run.proc.stdin is not None and not run.proc.stdin.closed:
+                run.proc.stdin.close()
 
 
 def dev_times(cluster: Cluster) -> dict[str, float]:
@@ -97,7 +105,8 @@ def dev_times(cluster: Cluster) -> dict[str, float]:
 def finish(process: Running) -> None:
     """End the developer's command: its stdin closes."""
     assert process.proc.stdin is not None
-    process.proc.stdin.close()
+    if not process.proc.stdin.closed:
+        process.proc.stdin.close()
 
 
 def all_running(cluster: Cluster) -> bool:
@@ -234,3 +243,27 @@ def test_a_handoff_killed_with_sigkill_lets_the_replicas_resume_within_the_ttl(
             assert replica.events("handoff_resumed"), cluster.describe()
             assert replica.state().get("state") == "running", replica.state()
         finish(held)  # the orphaned CMD: the developer stops it
+
+
+def test_a_replica_started_during_a_handoff_yields_before_its_first_child(
+    yielding: Cluster,
+) -> None:
+    cluster = yielding
+    cluster.start()
+    assert wait_until(lambda: len(cluster.running()) == 1, 20), cluster.describe()
+    with handoff(cluster, "cmd") as held:
+        assert wait_until(lambda: "cmd_start" in dev_times(cluster), 2 * TTL + STOP_TIMEOUT + 5), (
+            f"{held.stderr}\n{cluster.describe()}"
+        )
+        late = cluster.start()
+        assert wait_until(lambda: late.state().get("state") == "yielded", 20), cluster.describe()
+        assert late.events("handoff_yielded"), cluster.describe()
+        assert not [run for run in cluster.runs() if run.supervisor == late.pid]
+        assert not late.events("child_started"), cluster.describe()
+        finish(held)
+        assert held.wait(10) == 0, held.stderr
+        ended = dev_times(cluster)["cmd_end"]
+    assert wait_until(lambda: len(resumed_after(cluster, ended)) == REPLICAS, TTL + 2), (
+        cluster.describe()
+    )
+    assert late.events("handoff_resumed"), cluster.describe()

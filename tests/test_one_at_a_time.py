@@ -373,3 +373,23 @@ def test_bad_input_is_one_line_and_78(env: dict[str, str], names: tuple[str, ...
     assert "Traceback" not in done.stderr
     for name in names:
         assert name in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"QUEUE_URL": "nats://127.0.0.1:4222"}, ("QUEUE_URL", "cannot hold the handoff lease")),
+        ({"QUEUE_CONNECTION": "sqs"}, ("QUEUE_CONNECTION", "cannot hold the handoff lease")),
+        ({}, ("handoff --store needs", "QUEUE_URL")),
+    ],
+    ids=["nats", "sqs", "none"],
+)
+def test_handoff_store_without_a_store_that_holds_a_lease_is_78(
+    env: dict[str, str], names: tuple[str, ...]
+) -> None:
+    done = run_entrypoint("handoff", "--store", "--", "true", env=base_env(**env))
+    assert done.returncode == 78, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    for name in names:
+        assert name in lines[0], lines[0]
