@@ -49,9 +49,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def make_cluster(tmp: Path, backend: str, *, mode: str) -> Cluster:
-    record = tmp / "children.log"
-    command = shlex.join([sys.executable, LEASE_CHILD, str(record), FLAG])
     cluster = Cluster(tmp, backend, store_url(backend), env={})
+    command = shlex.join([sys.executable, LEASE_CHILD, str(cluster.record), FLAG])
     cluster.env.update(
         MODE=mode,
         ENTRYPOINT_LEASE_KEY=cluster.key,
@@ -162,6 +161,12 @@ def test_three_replicas_one_true_and_term_of_the_leader_hands_over_without_overl
 def test_sigkill_of_the_leader_container_another_takes_over_within_ttl_plus_one(
     flagged: Cluster, backend: str
 ) -> None:
+    """SIGKILL of the leader's supervisor, as a container engine delivers it: to all of it.
+
+    The supervisor is PID 1 of its container, whose end takes the child with
+    it; a supervisor killed alone on a host would leave its child running
+    with true, and nothing could stop that child.
+    """
     for _ in range(3):
         flagged.start()
     leader = one_true(flagged)
