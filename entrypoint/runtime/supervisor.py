@@ -508,7 +508,7 @@ class Supervisor:
                 raise Stopped
             started = self.clock()
             try:
-                acquired = self.lease.acquire()
+                acquired = self._acquire()
                 error = None
             except LeaseUnavailable as exc:
                 if exc.permanent:
@@ -533,6 +533,24 @@ class Supervisor:
                     raise Stopped
                 self.inbox.wait(max(0.0, until - self.clock()))
 
+    def _acquire(self) -> bool:
+        """One attempt at the lease, always as a new tenure with a new token.
+
+        After `leader_lost` by the clock (frozen, or the store away past the
+        guard but short of the TTL) the lease may still be this replica's in
+        the store, and taking it again would keep the old token. The child
+        stopped for that loss may still have a write in flight under that
+        token: the next child must carry a greater one, so the stale tenure
+        is given up and the lease taken afresh.
+        """
+        assert self.lease is not None
+        stale = getattr(self.lease, "token", None)
+        acquired = self.lease.acquire()
+        if acquired and stale is not None and getattr(self.lease, "token", None) == stale:
+            self.lease.release()
+            acquired = self.lease.acquire()
+        return acquired
+
     @property
     def _lease_key(self) -> str:
         return self.plan.lease.key if self.plan.lease else ""
@@ -555,7 +573,8 @@ class Supervisor:
         assert self.lease is not None
         ttl = self.lease.ttl
         if not leader_may_act(last_renewed=self._last_renewed, ttl=ttl, now=now):
-            return self._lose("the lease was not renewed in time (frozen, or the store was away)")
+            reason = "the lease was not renewed in time (frozen, or the store was away)"
+            return self._lost(now, reason)
         if now < self._next_lease_check:
             return True
         try:
@@ -573,7 +592,18 @@ class Supervisor:
             self._next_lease_check = now + min(1.0, ttl / 6)
             self.log.warning("leader_renew_failed", key=self._lease_key, reason=error)
             return True
-        return self._lose(error if held is None else "the lease is held by another replica")
+        return self._lost(now, error if held is None else "the lease is held by another replica")
+
+    def _lost(self, now: float, reason: str | None) -> bool:
+        # The leader's flag: the child is restarted with false first, the lease
+        # tried at the next retry. Trying it at once, against a store just found
+        # unreachable, would hold that restart for a whole store timeout, in the
+        # margin between 2/3 of the TTL and the TTL.
+        assert self.lease is not None
+        self._next_acquire = now + min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (
+            0.5 + 0.5 * self._rand()
+        )
+        return self._lose(reason)
 
     def _lose(self, reason: str | None) -> bool:
         self.leader = False
@@ -606,7 +636,7 @@ class Supervisor:
         retry = min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (0.5 + 0.5 * self._rand())
         self._next_acquire = now + retry
         try:
-            acquired = self.lease.acquire()
+            acquired = self._acquire()
         except LeaseUnavailable as exc:
             if exc.permanent:
                 raise UnavailableError(f"leader lease: {exc}") from None
@@ -675,6 +705,9 @@ class Supervisor:
                 return
             if not yielded:
                 yielded = True
+                stopped = self.last_exit is not None and self.last_exit.cause is Cause.HANDOFF
+                if not stopped:  # no child to stop: `_run_child` did not say it
+                    self.log.info("handoff_yielded", pid=None)
                 self._publish(States.YIELDED, detail="a developer's handoff holds the queue")
                 continue  # report YIELDED at once: the handoff waits for it
             until = self.clock() + ttl / 3
