@@ -159,6 +159,12 @@ class Supervisor:
                     self._try_lead(self.clock())  # every replica runs; this says which value
                 else:
                     self._standby()
+            elif self.leader and not self._renew(self.clock()):
+                # Frozen between taking the lease and this start (or since the last
+                # child): the lease may be another replica's by now. Checked before
+                # the spawn, so no child starts on a lease already lost.
+                if not self.plan.leader_env:
+                    continue  # back to standby
             ended = self._run_child()
             if self.inbox.stop_requested:
                 return self._finish(ended.code)
@@ -310,9 +316,9 @@ class Supervisor:
 
     def _stop_child(self, pid: int, cause: Cause, now: float, latest: float | None = None) -> float:
         """Stop the child as a stop does, for `cause`; return the moment of SIGKILL."""
-        self._publish(States.STOPPING, stop_reason=str(cause))
         self._forward(pid, signal.SIGTERM)  # translated to ENTRYPOINT_STOP_SIGNAL
         self.stop_sent_at = self.stop_sent_at or self.clock()
+        self._publish(States.STOPPING, stop_reason=str(cause))  # after: the signal first
         at = now + self.plan.stop.timeout
         return min(at, latest) if latest is not None else at
 

@@ -160,7 +160,7 @@ def test_database_queue_variant_on_postgres_with_two_schedulers(
     stack = make_stack(
         "app",
         "postgres",
-        QUEUE_URL="postgresql://demo:demo@postgres:5432/demo",
+        QUEUE_URL="postgresql://demo:demo-secret@postgres:5432/demo",
         DEMO_SCHEDULE_EVERY="1",
     )
     # No --scale for the workers: deploy.replicas (3) decides.
