@@ -159,12 +159,12 @@ class Supervisor:
                     self._try_lead(self.clock())  # every replica runs; this says which value
                 else:
                     self._standby()
-            elif self.leader and not self._renew(self.clock()):
+            elif self.leader and not self._renew(self.clock()) and not self.plan.leader_env:
                 # Frozen between taking the lease and this start (or since the last
                 # child): the lease may be another replica's by now. Checked before
-                # the spawn, so no child starts on a lease already lost.
-                if not self.plan.leader_env:
-                    continue  # back to standby
+                # the spawn, so no child starts on a lease already lost: back to
+                # standby (with the leader's flag, the child starts with false).
+                continue
             ended = self._run_child()
             if self.inbox.stop_requested:
                 return self._finish(ended.code)
