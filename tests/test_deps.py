@@ -463,7 +463,7 @@ def test_raw_userinfo_never_shows_in_display_or_errors(
     assert secret not in shown
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(password=passwords, port=st.sampled_from(["", "abc", "0", "70000"]))
 def test_laravel_password_never_in_problems(password: str, port: str) -> None:
     assume(password not in VOCABULARY)
