@@ -74,6 +74,7 @@ SECTIONS: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
                 IDLE_KEYS,
             ),
             "entrypoint (notify, 1 s watchdog)": (*IDLE_KEYS, "heartbeats"),
+            "entrypoint (notify, state on tmpfs)": (*IDLE_KEYS, "heartbeats"),
             "entrypoint (MAX_RSS, 5 s)": (
                 *IDLE_KEYS,
                 "wakeups_per_minute",
@@ -150,7 +151,8 @@ PRINTED = (
     "-X importtime, entrypoint MODE=web:",
     "-X importtime, entrypoint MODE=web, image env:",
     "console script written by pip",
-    "notify:",
+    "notify, state file on disk:",
+    "notify, on tmpfs:",
     "MAX_RSS every 5 s:",
     "metrics: RSS",
     "-X importtime, entrypoint health:",

@@ -15,8 +15,6 @@ line (so that a file naming PID 1 or any other live process proves nothing).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import stat
 import time
@@ -101,8 +99,7 @@ def _write_one(path: str, data: bytes) -> None:
             handle.write(data)
         os.replace(temporary, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
+        _unlink(temporary)
         raise
 
 
@@ -116,6 +113,8 @@ class StateStore:
         self._failures: set[str] = set()
 
     def write(self, state: State) -> bool:
+        import json  # here: the readers (health) never write
+
         document = asdict(state)
         age = heartbeat_age(state)
         document["heartbeat_age_s"] = None if age is None else round(age, 3)
@@ -140,16 +139,23 @@ class StateStore:
         previous, self.written_to = self.written_to, path
         if previous is not None:
             # A state left at the other place would be read first, and be stale.
-            with contextlib.suppress(OSError):
-                os.unlink(previous)
+            _unlink(previous)
         elif path != self.path and callable(self._warn):
             self._warn("state_file_fallback", path=self.path, fallback=path)
 
     def remove_stale(self) -> None:
         """Remove this user's state left at the fallback by an earlier supervisor."""
         if self.written_to != fallback_path():
-            with contextlib.suppress(OSError):
-                os.unlink(fallback_path())
+            _unlink(fallback_path())
+
+
+def _unlink(path: str) -> None:
+    # Not contextlib.suppress: contextlib imports collections and functools, and
+    # this module is most of what `entrypoint health` imports.
+    try:  # noqa: SIM105
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 class Untrusted(Exception):
@@ -173,13 +179,53 @@ def _read_one(path: str) -> State:
     finally:
         os.close(fd)
     try:
-        data = json.loads(raw)
+        data = loads(raw)
         if not isinstance(data, dict):
             raise TypeError("not an object")
         known = {f.name for f in fields(State)}
         return State(**{k: v for k, v in data.items() if k in known})
     except (ValueError, TypeError) as exc:
         raise Untrusted(f"state file {path} is unreadable or corrupt ({exc})") from None
+
+
+class _Decoding:
+    """What CPython's C JSON scanner reads from json.JSONDecoder, with json.loads's defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # NaN, Infinity, -Infinity: float() reads all three
+
+
+_JSON_SPACE = " \t\n\r"
+
+
+def loads(raw: bytes) -> object:
+    """json.loads of one state file, ValueError when it is not one JSON document.
+
+    Without importing json: json.decoder compiles regular expressions at import,
+    which brings re and enum, about a fifth of the CPU a health check may take.
+    The C scanner json.decoder wraps needs neither; where it is missing (an
+    interpreter other than CPython), json.loads is used.
+    """
+    try:
+        from _json import make_scanner
+    except ImportError:  # pragma: no cover - CPython always has it
+        import json
+
+        return json.loads(raw)
+    text = raw.decode("utf-8")
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    try:
+        scan = make_scanner(_Decoding())  # type: ignore[arg-type]  # typeshed: a JSONDecoder
+        value, end = scan(text, start)
+    except StopIteration:
+        raise ValueError(f"no JSON value at character {start}") from None
+    if text[end:].strip(_JSON_SPACE):
+        raise ValueError(f"extra data at character {end}")
+    return value
 
 
 def is_entrypoint(pid: int) -> bool:
@@ -247,7 +293,13 @@ def heartbeat_age(state: State, now: float | None = None) -> float | None:
     beats = [state.child_started]
     if state.notify and state.heartbeat is not None:
         beats.append(state.heartbeat)
-    if state.heartbeat_file:
-        with contextlib.suppress(OSError):
-            beats.append(os.stat(state.heartbeat_file).st_mtime)
+    if state.heartbeat_file and (mtime := _mtime(state.heartbeat_file)) is not None:
+        beats.append(mtime)
     return max(0.0, now - max(beats))
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None

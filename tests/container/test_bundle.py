@@ -156,6 +156,53 @@ def test_web_mode_under_the_bundle_execs_the_command(docker: Docker) -> None:
     assert pid1_argv(web) == ["php", "-S", "127.0.0.1:8080", "-t", "/app"]
 
 
+@pytest.mark.docker
+def test_the_bundles_psycopg_logs_in_over_tls_with_the_interpreters_openssl(
+    docker: Docker,
+) -> None:
+    """psycopg's libpq runs on the OpenSSL the bundle's ssl module loads (one copy, not two)."""
+    image = require_image(PHP_IMAGE)
+    require_image("postgres:16")
+    libs = "/opt/entrypoint/_internal/psycopg_binary.libs"
+    links = run(
+        "docker", "run", "--rm", "--entrypoint", "sh", image, "-c",
+        f"for f in {libs}/libcrypto-* {libs}/libssl-*; do echo \"$f $(readlink $f)\"; done",
+    ).stdout.split("\n")  # fmt: skip
+    targets = sorted(line.split()[-1] for line in links if line)
+    assert targets == ["../libcrypto.so.3", "../libssl.so.3"], links
+    network = docker.network()
+    # Debian's server with the snakeoil certificate its ssl-cert package makes.
+    server = docker.start(
+        "--network", network, "-e", "POSTGRES_PASSWORD=Tls-s3cret",
+        "postgres:16", "postgres", "-c", "ssl=on", "-c", "log_connections=on",
+        "-c", "ssl_cert_file=/etc/ssl/certs/ssl-cert-snakeoil.pem",
+        "-c", "ssl_key_file=/etc/ssl/private/ssl-cert-snakeoil.key",
+        name="tlspg",
+    )  # fmt: skip
+    wait_until(
+        lambda: run("docker", "exec", server, "pg_isready", "-q", check=False).returncode == 0,
+        30,
+        "PostgreSQL with TLS to accept connections",
+    )
+
+    def check(password: str) -> subprocess.CompletedProcess[str]:
+        url = f"postgresql://postgres:{password}@{server}:5432/postgres?sslmode=require"
+        return run(
+            "docker", "run", "--rm", "--network", network, "--entrypoint", ENTRYPOINT,
+            "-e", "MODE=worker", "-e", "WORKER_CMD=true", "-e", f"QUEUE_URL={url}",
+            image, "check", check=False,
+        )  # fmt: skip
+
+    good = check("Tls-s3cret")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert re.search(r"authenticated\s+ok", good.stdout), good.stdout
+    assert "SSL enabled (protocol=TLS" in logs(server)  # libpq spoke TLS
+    bad = check("wrong")
+    assert bad.returncode != 0
+    assert "password authentication failed" in bad.stdout + bad.stderr
+    assert "wrong" not in bad.stdout + bad.stderr
+
+
 def _node_jobs(container: str) -> dict[str, dict[str, object]]:
     listed = exec_in(container, "node", "jobs.mjs", "list")
     assert listed.returncode == 0, listed.stderr

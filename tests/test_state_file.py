@@ -1,0 +1,87 @@
+"""The state file's reader: json.loads's answers without json's imports.
+
+`entrypoint health` runs every few seconds in every container (a Docker
+HEALTHCHECK, a Kubernetes probe); what it imports is most of what it costs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from entrypoint.runtime.state import loads
+
+ROOT = Path(__file__).resolve().parent.parent
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=30,
+)
+
+
+def same(left: Any, right: Any) -> bool:
+    """Equal, with NaN equal to NaN (json.dumps writes it as NaN)."""
+    if isinstance(left, float) and isinstance(right, float) and math.isnan(left):
+        return math.isnan(right)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(same, left, right))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
+    return type(left) is type(right) and left == right
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=values, indent=st.sampled_from([None, 2]), space=st.sampled_from(["", " \n\t\r"]))
+def test_what_json_dumps_writes_reads_back_as_json_loads_reads_it(
+    value: Any, indent: int | None, space: str
+) -> None:
+    raw = (space + json.dumps(value, indent=indent) + space).encode()
+    assert same(loads(raw), json.loads(raw))
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    raw=st.binary(max_size=40)
+    | st.text(alphabet='{}[]":,.-+0123456789eEtrufalsnNIiy \\\t\n\x01', max_size=40).map(str.encode)
+)
+def test_any_bytes_are_refused_where_json_loads_refuses_them(raw: bytes) -> None:
+    try:
+        expected = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        with pytest.raises(ValueError):  # UnicodeDecodeError and JSONDecodeError included
+            loads(raw)
+    else:
+        assert same(loads(raw), expected)
+
+
+def test_the_health_path_imports_nothing_of_the_standard_library_but_the_json_scanner() -> None:
+    modules = "import sys; print(' '.join(sorted(sys.modules)))"
+    health_path = (
+        "import entrypoint.boot, entrypoint.cli.health\n"
+        "from entrypoint.runtime.state import loads\n"
+        'loads(b\'{"mode": "worker", "supervisor_pid": 1}\')\n'
+    )
+
+    def loaded(code: str) -> set[str]:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+        return set(result.stdout.split())
+
+    added = loaded(health_path + modules) - loaded(modules)
+    others = {m for m in added if not m.startswith("entrypoint")} - {"__future__", "_json"}
+    assert sorted(others) == []  # no json, re, enum, contextlib, collections, functools
