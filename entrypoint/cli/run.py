@@ -11,7 +11,6 @@ import sys
 
 from entrypoint import logline
 from entrypoint.cli.inputs import gather
-from entrypoint.cli.render import report
 from entrypoint.errors import ConfigError
 from entrypoint.plan.modes import ExecPlan, build_plan
 from entrypoint.plan.settings import load
@@ -33,6 +32,8 @@ def run_command(command: tuple[str, ...], flags: Mapping[str, object] | None = N
     except BaseException as exc:
         if isinstance(exc, SystemExit | KeyboardInterrupt):
             raise
+        from entrypoint.cli.render import report  # an error's path only
+
         return report(exc, inputs.env, inputs.secrets)
 
 
@@ -252,4 +253,6 @@ def store_handoff(command: tuple[str, ...], *, wait: bool) -> int:
     except BaseException as exc:
         if isinstance(exc, SystemExit | KeyboardInterrupt):
             raise
+        from entrypoint.cli.render import report  # an error's path only
+
         return report(exc, inputs.env, inputs.secrets)

@@ -127,11 +127,12 @@ def _port_of(env: Mapping[str, str], name: str, default: int, problems: list[str
 
 def _host_of(env: Mapping[str, str], name: str, default: str, problems: list[str]) -> str:
     value = _laravel(env, name) or default
+    if is_host_name(value):  # first: an IPv6 check loads _socket
+        return value
     bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     if is_ipv6(bare):
         return bare
-    if not is_host_name(value):
-        problems.append(f"{name}: {_echo(value)} is not a valid host name or address")
+    problems.append(f"{name}: {_echo(value)} is not a valid host name or address")
     return value
 
 

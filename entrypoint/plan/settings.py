@@ -550,10 +550,10 @@ def _depth_specs(
     problems: list[str],
 ) -> tuple[DepthSpec, ...]:
     """ENTRYPOINT_QUEUE_DEPTH's queues, checked against the queue's store."""
-    from entrypoint.plan.depth import parse_queue_depth, store_problem
-
     if not values["queue_depth"]:
         return ()
+    from entrypoint.plan.depth import parse_queue_depth, store_problem
+
     label = origins["queue_depth"].label
     try:
         specs = parse_queue_depth(values["queue_depth"], env, label)

@@ -12,6 +12,10 @@ from entrypoint import sigstate
 from entrypoint.errors import command_error, signal_status
 from entrypoint.runtime.signals import SignalInbox
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 
 def exec_command(argv: tuple[str, ...]) -> int:
     """Replace this process with `argv`; return only when a stop came first (128+n).
@@ -30,6 +34,29 @@ def exec_command(argv: tuple[str, ...]) -> int:
     sys.stderr.flush()
     sys.stdout.flush()
     try:
-        os.execvp(argv[0], list(argv))
+        execvp(argv[0], list(argv))
     except OSError as exc:
         raise command_error(argv[0], exc) from None
+
+
+def execvp(file: str, argv: list[str]) -> NoReturn:
+    """os.execvp, by its rules, without os.get_exec_path (which imports warnings).
+
+    A name with a slash is executed as it is; otherwise each PATH directory in
+    turn (os.defpath when PATH is unset). When none works, the first error
+    other than "not found" is raised (EACCES, ENOEXEC...), else the last one.
+    """
+    if os.path.dirname(file):
+        os.execv(file, argv)
+    path = os.environ.get("PATH")
+    first: OSError | None = None
+    last: OSError = FileNotFoundError(2, "No such file or directory", file)
+    for directory in (os.defpath if path is None else path).split(os.pathsep):
+        try:
+            os.execv(os.path.join(directory, file), argv)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            last = exc
+        except OSError as exc:
+            last = exc
+            first = first or exc
+    raise first or last
