@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,28 @@ def test_any_bytes_are_refused_where_json_loads_refuses_them(raw: bytes) -> None
             loads(raw)
     else:
         assert same(loads(raw), expected)
+
+
+def test_a_state_file_nested_beyond_the_stack_is_corrupt_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        loads(b"[" * 60_000 + b"]" * 60_000)
+    state = tmp_path / "state.json"
+    state.write_bytes(b"[" * 30_000 + b"]" * 30_000)  # under the 64 KiB a state file may have
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRYPOINT_")}
+    env |= {"MODE": "worker", "ENTRYPOINT_STATE_FILE": str(state)}
+    result = subprocess.run(
+        [sys.executable, "-m", "entrypoint", "health"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert (result.stdout + result.stderr).splitlines() == [
+        f"state file {state} is unreadable or corrupt (nested too deeply)"
+    ]
 
 
 def test_the_health_path_imports_nothing_of_the_standard_library_but_the_json_scanner() -> None:

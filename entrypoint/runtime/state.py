@@ -223,6 +223,8 @@ def loads(raw: bytes) -> object:
         value, end = scan(text, start)
     except StopIteration:
         raise ValueError(f"no JSON value at character {start}") from None
+    except RecursionError:  # json.loads raises it too: a state file is never that deep
+        raise ValueError("nested too deeply") from None
     if text[end:].strip(_JSON_SPACE):
         raise ValueError(f"extra data at character {end}")
     return value
