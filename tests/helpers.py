@@ -247,3 +247,16 @@ def run_entrypoint(
         check=False,
         **popen,
     )
+
+
+def modules_after(code: str) -> set[str]:
+    """The names in sys.modules once a fresh interpreter has run `code` (from the checkout)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    )
+    return set(result.stdout.split())

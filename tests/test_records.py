@@ -9,16 +9,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from entrypoint import records
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import modules_after
 
 
 def make_records(dataclass: Any, field: Any) -> tuple[type[Any], type[Any]]:
@@ -124,25 +120,11 @@ def test_enums_look_up_iterate_and_print_as_their_values(kinds: tuple[Any, Any])
 
 def test_web_modes_start_imports_nothing_of_the_standard_library_beyond_builtins() -> None:
     """What web mode's start would pay for, were it imported (see the module docstring)."""
-    modules = "import sys; print(' '.join(sorted(sys.modules)))"
     web_path = (
         "import entrypoint.boot, entrypoint.cli.run, entrypoint.cli.inputs, entrypoint.cli.render\n"
         "import entrypoint.plan.settings, entrypoint.plan.modes, entrypoint.plan.deps\n"
         "import entrypoint.plan.addresses, entrypoint.plan.depth, entrypoint.plan.sizes\n"
         "import entrypoint.runtime.execute\n"
     )
-
-    def loaded(code: str) -> set[str]:
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-        return set(result.stdout.split())
-
-    bare = loaded(modules)
-    added = loaded(web_path + modules) - bare
+    added = modules_after(web_path) - modules_after("pass")
     assert sorted(m for m in added if not m.startswith("entrypoint")) == []

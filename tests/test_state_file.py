@@ -19,8 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entrypoint.runtime.state import loads
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, modules_after
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -87,24 +86,11 @@ def test_a_state_file_nested_beyond_the_stack_is_corrupt_in_one_line(tmp_path: P
 
 
 def test_the_health_path_imports_nothing_of_the_standard_library_but_the_json_scanner() -> None:
-    modules = "import sys; print(' '.join(sorted(sys.modules)))"
     health_path = (
         "import entrypoint.boot, entrypoint.cli.health\n"
         "from entrypoint.runtime.state import loads\n"
         'loads(b\'{"mode": "worker", "supervisor_pid": 1}\')\n'
     )
-
-    def loaded(code: str) -> set[str]:
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-        return set(result.stdout.split())
-
-    added = loaded(health_path + modules) - loaded(modules)
+    added = modules_after(health_path) - modules_after("pass")
     others = {m for m in added if not m.startswith("entrypoint")} - {"__future__", "_json"}
     assert sorted(others) == []  # no json, re, enum, contextlib, collections, functools
