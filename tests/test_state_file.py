@@ -63,6 +63,32 @@ def test_any_bytes_are_refused_where_json_loads_refuses_them(raw: bytes) -> None
         assert same(loads(raw), expected)
 
 
+def test_syntax_errors_are_value_errors_in_a_fresh_interpreter() -> None:
+    """Where nothing imported json: the C scanner's errors need json.decoder."""
+    code = (
+        "import sys\n"
+        "from entrypoint.runtime.state import loads\n"
+        "assert 'json.decoder' not in sys.modules\n"
+        "for raw in (b'{bad', b'{\"a\": 1,}', b'[1, 2', b'{\"a\": 01}', b'\"\\x01\"'):\n"
+        "    try:\n"
+        "        loads(raw)\n"
+        "    except ValueError as exc:\n"
+        "        print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5, lines
+    assert all(line.startswith("JSONDecodeError ") for line in lines), lines
+
+
 def test_a_state_file_nested_beyond_the_stack_is_corrupt_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nested too deeply"):
         loads(b"[" * 60_000 + b"]" * 60_000)

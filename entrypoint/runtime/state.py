@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import time
 
 from entrypoint.records import asdict, dataclass, fields
@@ -225,6 +226,15 @@ def loads(raw: bytes) -> object:
         raise ValueError(f"no JSON value at character {start}") from None
     except RecursionError:  # json.loads raises it too: a state file is never that deep
         raise ValueError("nested too deeply") from None
+    except SystemError:
+        # The scanner raises its syntax errors as json.decoder.JSONDecodeError, which
+        # it looks up in sys.modules only: with json.decoder not imported it fails
+        # with SystemError instead. Import it, and ask again for the real error.
+        if "json.decoder" in sys.modules:
+            raise
+        import json.decoder
+
+        return loads(raw)
     if text[end:].strip(_JSON_SPACE):
         raise ValueError(f"extra data at character {end}")
     return value
