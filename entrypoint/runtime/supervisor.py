@@ -114,7 +114,6 @@ class Supervisor:
         self.child_started_wall: float | None = None
         self.stop_sent_at: float | None = None  # when the stop signal of this child went out
         self.leader = False
-        self.lease_valid_until = 0.0
         self.dependencies_ok: bool | None = None
         self.backoff_until: float | None = None
         self._state = States.STARTING
@@ -514,32 +513,32 @@ class Supervisor:
                 raise Stopped
             started = self.clock()
             try:
-                acquired = self._acquire()
+                acquired = self._acquire(started)
                 error = None
             except LeaseUnavailable as exc:
-                if exc.permanent:
-                    raise UnavailableError(f"leader lease: {exc}") from None
                 acquired, error = False, str(exc)
             if acquired:
-                self.leader = True
-                self._last_renewed = started
-                self.lease_valid_until = started + self.lease.ttl
-                self._next_lease_check = started + self.lease.ttl / 3
-                self.log.info("leader_acquired", key=self._lease_key, ttl_s=self.lease.ttl)
                 return
             if not announced:
                 self._publish(States.STANDBY, detail="another replica holds the lease")
                 self.log.info("leader_standby", key=self._lease_key, reason=error or "held")
                 announced = True
-            retry = min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (0.5 + 0.5 * self._rand())
-            until = self.clock() + retry
-            while self.clock() < until:
-                self._take_signals()
-                if self.inbox.stop_requested:
-                    raise Stopped
-                self.inbox.wait(max(0.0, until - self.clock()))
+            self._sleep_until(self.clock() + self._retry_delay())
 
-    def _acquire(self) -> bool:
+    def _sleep_until(self, until: float) -> None:
+        """Wait until `until`, taking signals; raise Stopped on a stop."""
+        while self.clock() < until:
+            self._take_signals()
+            if self.inbox.stop_requested:
+                raise Stopped
+            self.inbox.wait(max(0.0, until - self.clock()))
+
+    def _retry_delay(self) -> float:
+        """When a replica without the lease tries again: jittered, at most 1 s, TTL/3."""
+        assert self.lease is not None
+        return min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (0.5 + 0.5 * self._rand())
+
+    def _acquire(self, now: float) -> bool:
         """One attempt at the lease, always as a new tenure with a new token.
 
         After `leader_lost` by the clock (frozen, or the store away past the
@@ -548,14 +547,33 @@ class Supervisor:
         stopped for that loss may still have a write in flight under that
         token: the next child must carry a greater one, so the stale tenure
         is given up and the lease taken afresh.
+
+        A store that refuses for good is UnavailableError; one away for now,
+        LeaseUnavailable (try again later).
         """
+        from entrypoint.lease import LeaseUnavailable
+
         assert self.lease is not None
         stale = getattr(self.lease, "token", None)
-        acquired = self.lease.acquire()
-        if acquired and stale is not None and getattr(self.lease, "token", None) == stale:
-            self.lease.release()
+        try:
             acquired = self.lease.acquire()
+            if acquired and stale is not None and getattr(self.lease, "token", None) == stale:
+                self.lease.release()
+                acquired = self.lease.acquire()
+        except LeaseUnavailable as exc:
+            if exc.permanent:
+                raise UnavailableError(f"leader lease: {exc}") from None
+            raise
+        if acquired:
+            self.leader = True
+            self._renewed(now)
+            self.log.info("leader_acquired", key=self._lease_key, ttl_s=self.lease.ttl)
         return acquired
+
+    def _renewed(self, now: float) -> None:
+        assert self.lease is not None
+        self._last_renewed = now
+        self._next_lease_check = now + self.lease.ttl / 3
 
     @property
     def _lease_key(self) -> str:
@@ -565,7 +583,7 @@ class Supervisor:
         """The last moment the child may run: just before the lease can expire."""
         assert self.lease is not None
         margin = min(1.0, self.lease.ttl / 10)
-        return max(now, self.lease_valid_until - margin)
+        return max(now, self._last_renewed + self.lease.ttl - margin)
 
     def _renew(self, now: float) -> bool:
         """Renew the lease when due (child running or not); False once leadership is lost.
@@ -589,9 +607,7 @@ class Supervisor:
         except LeaseUnavailable as exc:
             held, error = None, str(exc)
         if held:
-            self._last_renewed = now
-            self.lease_valid_until = now + ttl
-            self._next_lease_check = now + ttl / 3
+            self._renewed(now)
             return True
         if held is None and now < leader_acts_until(self._last_renewed, ttl):
             # Unreachable for now: retry soon, while there is time left.
@@ -605,10 +621,7 @@ class Supervisor:
         # tried at the next retry. Trying it at once, against a store just found
         # unreachable, would hold that restart for a whole store timeout, in the
         # margin between 2/3 of the TTL and the TTL.
-        assert self.lease is not None
-        self._next_acquire = now + min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (
-            0.5 + 0.5 * self._rand()
-        )
+        self._next_acquire = now + self._retry_delay()
         return self._lose(reason)
 
     def _lose(self, reason: str | None) -> bool:
@@ -636,24 +649,13 @@ class Supervisor:
         """The leader's flag: one attempt at the lease when due; True when it was taken now."""
         from entrypoint.lease import LeaseUnavailable
 
-        assert self.lease is not None
         if now < self._next_acquire:
             return False
-        retry = min(STANDBY_RETRY_MAX, self.lease.ttl / 3) * (0.5 + 0.5 * self._rand())
-        self._next_acquire = now + retry
+        self._next_acquire = now + self._retry_delay()
         try:
-            acquired = self._acquire()
-        except LeaseUnavailable as exc:
-            if exc.permanent:
-                raise UnavailableError(f"leader lease: {exc}") from None
+            return self._acquire(now)
+        except LeaseUnavailable:
             return False
-        if acquired:
-            self.leader = True
-            self._last_renewed = now
-            self.lease_valid_until = now + self.lease.ttl
-            self._next_lease_check = now + self.lease.ttl / 3
-            self.log.info("leader_acquired", key=self._lease_key, ttl_s=self.lease.ttl)
-        return acquired
 
     def _flag_changes(self, *, to: bool) -> None:
         assert self.plan.leader_env is not None
@@ -716,12 +718,7 @@ class Supervisor:
                     self.log.info("handoff_yielded", pid=None)
                 self._publish(States.YIELDED, detail="a developer's handoff holds the queue")
                 continue  # report YIELDED at once: the handoff waits for it
-            until = self.clock() + ttl / 3
-            while self.clock() < until:
-                self._take_signals()
-                if self.inbox.stop_requested:
-                    raise Stopped
-                self.inbox.wait(max(0.0, until - self.clock()))
+            self._sleep_until(self.clock() + ttl / 3)
 
     # -- state --------------------------------------------------------------
 
