@@ -120,28 +120,12 @@ def open_lease(dep: Dependency, key: str, ttl: float, *, holder: str, timeout: f
 
     No I/O: the first connection is made by the first call on the lease.
     """
-    problems = []
-    if not key:
-        problems.append("ENTRYPOINT_LEASE_KEY is empty")
-    if not ttl > 0:
-        problems.append(f"ENTRYPOINT_LEASE_TTL must be above 0 seconds, got {ttl}")
-    if not timeout > 0:
-        problems.append(f"the lease timeout must be above 0 seconds, got {timeout}")
-    if not holder:
-        problems.append("the lease holder name is empty")
-    problem = lease_backend_problem(dep)
-    if problem is not None:
-        problems.append(problem)
-    if problems:
-        raise ConfigError(problems)
+    purpose = "the leader lease"
+    _validate(dep, purpose, ENTRYPOINT_LEASE_KEY=key, ttl=ttl, timeout=timeout, holder=holder)
     if dep.scheme is Scheme.POSTGRESQL:
-        try:
-            from entrypoint.lease.postgres import PostgresLease
-        except ImportError:
-            raise ConfigError(
-                f"{dep.source}: {dep.display} needs psycopg for the leader lease, "
-                "which is not installed: install entrypoint[postgres]"
-            ) from None
+        _import_postgres(dep, purpose)
+        from entrypoint.lease.postgres import PostgresLease
+
         return PostgresLease(dep, key, ttl, holder=holder, timeout=timeout)
     from entrypoint.lease.redis import RedisLease
 
@@ -153,27 +137,45 @@ def open_handoff_store(dep: Dependency, key: str, ttl: float, *, timeout: float)
 
     No I/O: the first connection is made by the first call.
     """
-    problems = []
-    if not key:
-        problems.append("ENTRYPOINT_HANDOFF_KEY is empty")
-    if not ttl > 0:
-        problems.append(f"ENTRYPOINT_LEASE_TTL must be above 0 seconds, got {ttl}")
-    if not timeout > 0:
-        problems.append(f"the handoff store timeout must be above 0 seconds, got {timeout}")
-    problem = lease_backend_problem(dep, "the handoff lease")
-    if problem is not None:
-        problems.append(problem)
-    if problems:
-        raise ConfigError(problems)
+    purpose = "the handoff lease"
+    _validate(dep, purpose, ENTRYPOINT_HANDOFF_KEY=key, ttl=ttl, timeout=timeout)
     if dep.scheme is Scheme.POSTGRESQL:
-        try:
-            from entrypoint.lease.postgres import PostgresHandoffStore
-        except ImportError:
-            raise ConfigError(
-                f"{dep.source}: {dep.display} needs psycopg for the handoff lease, "
-                "which is not installed: install entrypoint[postgres]"
-            ) from None
+        _import_postgres(dep, purpose)
+        from entrypoint.lease.postgres import PostgresHandoffStore
+
         return PostgresHandoffStore(dep, key, ttl, timeout=timeout)
     from entrypoint.lease.redis import RedisHandoffStore
 
     return RedisHandoffStore(dep, key, ttl, timeout=timeout)
+
+
+def _validate(
+    dep: Dependency, purpose: str, *, ttl: float, timeout: float, holder: str = "-", **key: str
+) -> None:
+    """ConfigError naming every value that cannot work (`key`: the key's variable and value)."""
+    ((key_name, key_value),) = key.items()
+    problems = []
+    if not key_value:
+        problems.append(f"{key_name} is empty")
+    if not ttl > 0:
+        problems.append(f"ENTRYPOINT_LEASE_TTL must be above 0 seconds, got {ttl}")
+    if not timeout > 0:
+        problems.append(f"the {purpose} timeout must be above 0 seconds, got {timeout}")
+    if not holder:
+        problems.append("the lease holder name is empty")
+    problem = lease_backend_problem(dep, purpose)
+    if problem is not None:
+        problems.append(problem)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _import_postgres(dep: Dependency, purpose: str) -> None:
+    """Import the PostgreSQL backend; ConfigError when psycopg cannot be imported."""
+    try:
+        import entrypoint.lease.postgres  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"{dep.source}: {dep.display} needs psycopg for {purpose}, "
+            "which is not installed: install entrypoint[postgres]"
+        ) from None
