@@ -70,12 +70,12 @@ def token_increments(url: str) -> int:
     try:
         for change in range(20):
             leader = holders[change % 3]
-            assert leader.acquire()
-            assert leader.token is not None
+            if not leader.acquire() or leader.token is None:
+                raise RuntimeError(f"holder {change % 3} could not take a free lease")
             tokens.append(leader.token)
             for other in holders:
-                if other is not leader:
-                    assert not other.acquire()
+                if other is not leader and other.acquire():
+                    raise RuntimeError("a second holder took a lease that was held")
             leader.release()
     finally:
         for holder in holders:

@@ -63,15 +63,9 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
 
 def installed_entrypoint(tmp: Path) -> str:
     """`entrypoint` from a throwaway venv with the project installed as an image installs it."""
-    import importlib.util
+    from benchmarks.peers import build_venv
 
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    assert spec is not None
-    assert spec.loader is not None
-    run = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = run  # its dataclasses look their module up
-    spec.loader.exec_module(run)
-    return str(run.build_venv(tmp, ROOT) / "bin" / "entrypoint")
+    return str(build_venv(tmp, ROOT) / "bin" / "entrypoint")
 
 
 def bench_health(tmp: Path, runs: int) -> dict[str, Any]:
@@ -163,18 +157,20 @@ def bench_idle(tmp: Path, seconds: float) -> dict[str, Any]:
             if state_dir == "shm":
                 env["ENTRYPOINT_STATE_FILE"] = f"/dev/shm/entrypoint-bench-{os.getpid()}.json"
             worker = Worker(here, **env)
-            with worker.run(*(a.format(beat=beat) for a in args)) as run:
-                child_pid(run)
-                time.sleep(0.5)  # the start-up settles
-                before = voluntary_switches(run.pid)
-                time.sleep(seconds)  # the measurement
-                switches = voluntary_switches(run.pid) - before
-                run.signal(signal.SIGTERM)
-                run.wait()
+            try:
+                with worker.run(*(a.format(beat=beat) for a in args)) as run:
+                    child_pid(run)
+                    time.sleep(0.5)  # the start-up settles
+                    before = voluntary_switches(run.pid)
+                    time.sleep(seconds)  # the measurement
+                    switches = voluntary_switches(run.pid) - before
+                    run.signal(signal.SIGTERM)
+                    run.wait()
+            finally:
+                if state_dir == "shm":
+                    Path(env["ENTRYPOINT_STATE_FILE"]).unlink(missing_ok=True)
             key = "state file on /dev/shm (tmpfs)" if state_dir == "shm" else "state file on /tmp"
             results.setdefault(label, {})[key] = switches
-            if state_dir == "shm":
-                Path(env["ENTRYPOINT_STATE_FILE"]).unlink(missing_ok=True)
     return {"seconds": seconds, "wakeups": results}
 
 
