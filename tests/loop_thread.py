@@ -10,6 +10,7 @@ show that the loop keeps serving timers and other fds while peers misbehave.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import queue
@@ -26,7 +27,8 @@ T = TypeVar("T")
 
 class LoopThread:
     def __init__(self) -> None:
-        self.loop = Loop()
+        self.skew = 0.0  # seconds added to the loop's clock: `advance` moves time on, no sleep
+        self.loop = Loop(clock=lambda: time.monotonic() + self.skew)
         self.wakeups = 0
         self.ticks: list[float] = []
         self._calls: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = (
@@ -75,6 +77,14 @@ class LoopThread:
         result: T = value
         return result
 
+    def advance(self, seconds: float) -> None:
+        """Move the loop's clock on by `seconds` (its timers fire as if that much time passed)."""
+
+        def move() -> None:
+            self.skew += seconds
+
+        self.call(move)
+
     def start_ticker(self, interval: float) -> None:
         def tick() -> None:
             self.ticks.append(time.monotonic())
@@ -116,5 +126,17 @@ class LoopThread:
             os.close(fd)
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def open_fds() -> set[int]:
+    """This process's open fds, after the collector has closed what earlier tests dropped."""
+    gc.collect()
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+def fds_left(before: set[int]) -> set[int]:
+    """The fds open now that were not open `before`: those a test leaked.
+
+    A difference, not a count: an fd of another test's that closes meanwhile
+    (a socket the collector reaps, a daemon thread's pipe) must not hide a
+    leak or fake one.
+    """
+    return open_fds() - before

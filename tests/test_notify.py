@@ -13,7 +13,6 @@ import array
 import contextlib
 import errno
 import functools
-import gc
 import json
 import os
 import select
@@ -47,6 +46,7 @@ from entrypoint.runtime.notify import (
     upstream_datagram,
 )
 from tests.helpers import ROOT
+from tests.loop_thread import fds_left, open_fds
 from tests.servers import missing
 
 NODE_DIR = ROOT / "tests" / "node"
@@ -356,10 +356,6 @@ def receiver() -> Iterator[Receiver]:
     received.close()
 
 
-def open_fds() -> set[int]:
-    return {int(name) for name in os.listdir("/proc/self/fd")}
-
-
 def systemd_notify() -> str:
     found = shutil.which("systemd-notify")
     if found is None:
@@ -595,7 +591,6 @@ def send_with_fds(receiver: Receiver, datagram: bytes, count: int) -> list[int]:
 
 
 def test_every_passed_fd_is_closed_and_none_leaks(receiver: Receiver) -> None:
-    gc.collect()  # what earlier tests left for the collector closes now, not mid-test
     before = open_fds()
     cases = [
         (b"BARRIER=1", 1, {}),
@@ -624,7 +619,7 @@ def test_every_passed_fd_is_closed_and_none_leaks(receiver: Receiver) -> None:
         Notification(ready=True),
         Notification(status="many"),
     ]
-    assert open_fds() - before == set()  # none left open (another test's may have closed)
+    assert fds_left(before) == set()
 
 
 def test_too_large_datagrams(receiver: Receiver) -> None:

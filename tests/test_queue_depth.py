@@ -38,7 +38,7 @@ from entrypoint.runtime.depth import (
 )
 from entrypoint.runtime.loop import Loop
 from tests.helpers import ROOT, base_env, sleep_until
-from tests.loop_thread import LoopThread, open_fds
+from tests.loop_thread import LoopThread, fds_left, open_fds
 from tests.servers import missing, require_server
 
 NODE_DIR = ROOT / "tests" / "node"
@@ -499,11 +499,15 @@ class FakeRead:
         return (QueueDepth("rq:default", up=True, ready=self.calls),)
 
 
+def reading_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "queue-depth"]
+
+
 def test_one_read_at_a_time_and_a_cache_of_max_age(loop_thread: LoopThread) -> None:
     fake = FakeRead()
     store = parse_url(REDIS_URL, "QUEUE_URL")
     specs = parse_queue_depth("rq:default")
-    fds, threads = open_fds(), threading.active_count()
+    fds = open_fds()
     depths = loop_thread.call(
         lambda: QueueDepths(loop_thread.loop, store, specs, timeout=5, max_age=0.5, read=fake)
     )
@@ -520,11 +524,12 @@ def test_one_read_at_a_time_and_a_cache_of_max_age(loop_thread: LoopThread) -> N
     loop_thread.call(lambda: depths.request(answers.append))
     assert len(answers) == 3
     assert fake.calls == 1
-    time.sleep(0.6)  # past max_age: the next request reads again
+    loop_thread.advance(0.6)  # past max_age: the next request reads again
     loop_thread.call(lambda: depths.request(answers.append))
     sleep_until(lambda: len(answers) == 4, 5)
     assert answers[3][0].ready == 2
-    sleep_until(lambda: open_fds() == fds and threading.active_count() == threads, 5)
+    # The read's thread and its pipe are gone once it answered.
+    sleep_until(lambda: not fds_left(fds) and not reading_threads(), 5)
     loop_thread.call(depths.close)
 
 
