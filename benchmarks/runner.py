@@ -196,6 +196,7 @@ def run(
                 measures.append(measure)
     sections = [section for m in (*MEASURES, *measures) for section in m.sections]
     results: dict[str, Any] = {s.key: json.loads(json.dumps(s.empty)) for s in sections}
+    ran: set[str] = set()  # the sections that were measured: only theirs are budgets
     try:
         peers = find_peers(tmp, project, plot=plot_path is not None)
         if not redis_up():
@@ -204,7 +205,9 @@ def run(
         for number, measure in enumerate(measures, 1):
             log(f"{number}/{len(measures)} {measure.title}")
             try:
-                results.update(measure.run(ctx))
+                produced = measure.run(ctx)
+                results.update(produced)
+                ran.update(produced)
             except Skipped as exc:
                 skipped.append(f"{measure.name}: {exc}")
             except Exception as exc:
@@ -232,15 +235,23 @@ def run(
             "sections": [m.name for m in measures],
             "duration_s": round(time.monotonic() - started, 1),
         }
-        results["budgets"] = [
-            asdict(b)
-            for section in ordered(sections)
-            for b in section.budgets(results[section.key])
-        ]
+        results["budgets"] = measured_budgets(sections, results, ran)
         return results
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measured_budgets(
+    sections: Sequence[Section], results: dict[str, Any], ran: set[str]
+) -> list[dict[str, Any]]:
+    """The budgets of the sections that were measured; a skipped one has none to count."""
+    return [
+        asdict(b)
+        for section in ordered(sections)
+        if section.key in ran
+        for b in section.budgets(results[section.key])
+    ]
 
 
 def ordered(sections: Sequence[Section]) -> list[Section]:

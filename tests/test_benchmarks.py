@@ -264,3 +264,16 @@ def test_quick_run_prints_every_figure_and_writes_every_key(tmp_path: Path) -> N
         )
     assert len(data["restart_policies"]["Docker restart=always"]) == 10
     assert data["meta"]["pip"].startswith("pip ")
+
+
+def test_a_skipped_optional_measure_counts_no_budget() -> None:
+    # Where the bundle's image is missing (no Docker engine), its section keeps
+    # its empty result: its budgets are not counted, and asking them fails.
+    from benchmarks.runner import all_sections, measured_budgets
+
+    sections = all_sections({"bundle": {}})
+    results = {section.key: dict(section.empty) for section in sections}
+    bundle = next(section for section in sections if section.key == "bundle")
+    with pytest.raises(KeyError):
+        bundle.budgets(results["bundle"])
+    assert measured_budgets(sections, results, ran=set()) == []
