@@ -29,7 +29,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from entrypoint.plan.modes import Liveness
 from entrypoint.runtime import notify
+from entrypoint.runtime.liveness import LivenessWatch
 from entrypoint.runtime.loop import Loop
 from entrypoint.runtime.notify import (
     NOTIFY_BUFFER_MAX,
@@ -859,3 +861,44 @@ def test_a_passed_socket_that_lingers_does_not_stall_the_loop(receiver: Receiver
     finally:
         accepted.close()
         server.close()
+
+
+class EventLog:
+    """A logger that keeps the names of the events it was given."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def info(self, event: str, **_fields: object) -> None:
+        self.events.append(event)
+
+    warning = info
+
+
+def test_what_a_child_said_before_its_exit_is_its_own() -> None:
+    # A worker's TERM handler says STOPPING=1 and exits at once: the supervisor
+    # may reap it before its loop sees the socket readable (a SIGCHLD pending
+    # skips the wait). The datagram is the exited child's, not lost.
+    loop = Loop()
+    log = EventLog()
+    liveness = Liveness(
+        notify=True, heartbeat_file=None, watchdog_timeout=0, ready_timeout=0, heartbeat_max_age=0
+    )
+    watch = LivenessWatch(liveness, loop, publish=lambda: None, logger=log, environ={})
+    try:
+        assert watch.socket is not None
+        watch.child_started(os.getpid(), loop.clock())
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"STATUS=last words\nSTOPPING=1", watch.socket.name)
+        watch.child_exited()  # the loop never ran: the reap came first
+        assert log.events == ["child_status", "child_stopping"]
+        assert watch.state.stopping
+        # What comes after the exit is nobody's: a new child starts afresh.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"STATUS=late", watch.socket.name)
+        watch.child_started(os.getpid(), loop.clock())
+        loop.run_once(0)
+        assert log.events == ["child_status", "child_stopping"]
+    finally:
+        watch.close()
+        loop.close()

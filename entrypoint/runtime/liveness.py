@@ -91,6 +91,8 @@ class LivenessWatch:
         self.extended_until = self._extended_at = None
 
     def child_exited(self) -> None:
+        if self.socket is not None:
+            self.socket.deliver_queued()  # its last words, sent before it exited
         self.started = None
 
     def due(self) -> float | None:

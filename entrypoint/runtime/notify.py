@@ -334,6 +334,16 @@ class NotifySocket:
         """
         return sum(1 for _ in self._receive(READS_PER_WAKEUP))
 
+    def deliver_queued(self) -> None:
+        """Hand on what is queued now, as if the Loop had seen the socket readable.
+
+        For a child that just exited: what it said before its exit (a last
+        STOPPING=1 or STATUS=) is still its own, whether its exit or its
+        datagram reached the supervisor first. systemd reads its notify socket
+        before SIGCHLD for the same reason.
+        """
+        self._readable()
+
     def close(self) -> None:
         self._unregister()
         if self._warnings is not None:
