@@ -26,6 +26,7 @@ from entrypoint.cli.inputs import gather
 from entrypoint.errors import ConfigError, EntrypointError
 from entrypoint.plan.redact import secret_values
 from entrypoint.plan.settings import load
+from entrypoint.runtime.signals import coalesce
 from tests.helpers import (
     CHILD,
     ENTRYPOINT,
@@ -556,3 +557,66 @@ def test_any_config_file_settles_or_fails_with_one_line_per_problem(
     for problem in problems:
         assert problem
         assert "\n" not in problem
+
+
+# -- a storm of signals must not starve the loop --------------------------------------
+
+TERM, INT, USR1, WINCH = signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGWINCH
+
+
+@pytest.mark.parametrize(
+    ("taken", "forwarded"),
+    [
+        ([], []),
+        ([WINCH] * 50_000, [WINCH]),
+        ([USR1, WINCH, USR1, WINCH], [USR1, WINCH]),
+        ([TERM], [TERM]),
+        ([TERM, TERM], [TERM, TERM]),  # the second is "stop now": kept
+        ([TERM, WINCH, INT, TERM, TERM], [TERM, WINCH, INT]),
+        ([WINCH, TERM, WINCH, TERM], [WINCH, TERM, TERM]),
+    ],
+)
+def test_a_batch_of_signals_is_coalesced_as_the_kernel_holds_them(
+    taken: list[int], forwarded: list[int]
+) -> None:
+    assert coalesce(taken) == forwarded
+
+
+STORM = """
+import os, signal, sys, time
+pid, seconds = int(sys.argv[1]), float(sys.argv[2])
+sent, end = 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    os.kill(pid, signal.SIGWINCH)
+    sent += 1
+print(sent)
+"""
+
+
+def test_a_signal_storm_never_starves_the_heartbeat_and_a_stop_still_stops(
+    tmp_path: Path,
+) -> None:
+    # Five watchdog timeouts of SIGWINCH as fast as one process sends them,
+    # to a supervisor whose child beats every 0.2 s: every beat is still read
+    # (no false watchdog_expired, one child all along), and a stop still stops.
+    env = worker_env(
+        ENTRYPOINT_NOTIFY="1",
+        ENTRYPOINT_WATCHDOG_TIMEOUT="1",
+        ENTRYPOINT_STATE_FILE=str(tmp_path / "state.json"),
+    )
+    with entrypoint("run", "--", *CHILD, "--watchdog-every", "0.2", env=env) as run:
+        run.wait_stdout(r"^ready")
+        storm = subprocess.run(
+            [sys.executable, "-c", STORM, str(run.pid), "5"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert int(storm.stdout) > 10_000
+        assert run.wait_event("signal_forwarded")
+        assert not run.events("watchdog_expired")
+        run.signal(signal.SIGTERM)
+        assert run.wait(15) == 0
+    assert len(run.events("child_started")) == 1
+    assert not run.events("watchdog_expired")

@@ -19,6 +19,27 @@ if TYPE_CHECKING:
     from entrypoint.runtime.loop import Loop
 
 
+def coalesce(signals: list[int]) -> list[int]:
+    """One batch of taken signals as the kernel holds signals pending: each at most once.
+
+    In the order each was first seen. A stop signal (TERM, INT, QUIT) keeps
+    its second coming too, since the second is a worker's "stop now" (RQ,
+    Celery); a third adds nothing. Under a storm of signals a batch is then
+    a few forwards, not one per signal recorded, so the loop keeps serving
+    the child's heartbeats, the metrics and the stop's deadlines.
+    """
+    kept: list[int] = []
+    stops = 0
+    for signum in signals:
+        if signum in sigstate.STOP_SIGNALS:
+            if stops < 2:
+                kept.append(signum)
+                stops += 1
+        elif signum not in kept:
+            kept.append(signum)
+    return kept
+
+
 class SignalInbox:
     """Received signals, and a `wait` that returns as soon as one arrives.
 
@@ -69,11 +90,15 @@ class SignalInbox:
             pass  # full: `wait` wakes anyway
 
     def wait(self, timeout: float | None) -> None:
-        """Block until a signal arrives, `notify` is called, a loop event, or `timeout` passes."""
-        if sigstate.pending():
-            return
+        """Block until a signal arrives, `notify` is called, a loop event, or `timeout` passes.
+
+        With a signal already pending it does not block, but still serves what
+        is ready on the loop (one poll): under a storm of signals the notify
+        socket, the metrics server and the timers go on being served, and a
+        heartbeat is never missed because signals kept coming.
+        """
         assert self.loop is not None, "an inbox without a loop cannot wait"
-        self.loop.run_once(timeout)
+        self.loop.run_once(0 if sigstate.pending() else timeout)
 
     @staticmethod
     def _drain(fd: int) -> None:

@@ -21,6 +21,7 @@ from entrypoint.lease import lease_clock
 from entrypoint.plan.leasing import leader_acts_until, leader_may_act
 from entrypoint.plan.policy import Action, Cause, History, Reason, decide, exit_reason
 from entrypoint.runtime import children, log, procs
+from entrypoint.runtime.signals import coalesce
 from entrypoint.runtime.state import State, States, StateStore, process_start
 from entrypoint.sigstate import STOP_SIGNALS, signal_name
 
@@ -256,7 +257,7 @@ class Supervisor:
             self.inbox.wait(
                 self._timeout(now, kill_at, *self._periodic(), *(w.due() for w in self.watches))
             )
-            for signum in self._take_signals():
+            for signum in coalesce(self._take_signals()):
                 if signum in STOP_SIGNALS and cause is not Cause.STOP:
                     # A stop of ours under way (memory, watchdog, lease) already sent the
                     # stop signal: a second one would be RQ's or Celery's "stop now".
