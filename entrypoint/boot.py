@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
 
         logline.sink(sys.stderr).write(line)
         return code
+    finally:
+        # Nothing is left to forward, and the interpreter's finalization puts
+        # the default handlers back: a TERM then (a second `docker stop`, a
+        # storm) would end the process by that signal instead of its status.
+        sigstate.hold()
 
 
 def _dispatch(args: list[str]) -> int:

@@ -73,6 +73,11 @@ def restore_defaults() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
+def hold() -> None:
+    """Block every forwarded signal from now on: for the last steps before the exit."""
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
+
+
 def signal_name(signum: int) -> str:
     """`SIGTERM` for 15; the number itself for a signal without a name."""
     return NAMES.get(signum, str(signum))

@@ -620,3 +620,41 @@ def test_a_signal_storm_never_starves_the_heartbeat_and_a_stop_still_stops(
         assert run.wait(15) == 0
     assert len(run.events("child_started")) == 1
     assert not run.events("watchdog_expired")
+
+
+# Until the target is a zombie (its parent, the test, has not reaped it yet).
+TERM_STORM = """
+import os, signal, sys
+pid, sent = int(sys.argv[1]), 0
+def ended():
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+while sent % 256 or not ended():
+    os.kill(pid, signal.SIGTERM)
+    sent += 1
+print(sent)
+"""
+
+
+@pytest.mark.parametrize("on_term", ["exit", "ignore"])
+def test_a_storm_of_stop_signals_ends_with_the_childs_status(on_term: str) -> None:
+    # TERM after TERM until the entrypoint is gone: the stop keeps its deadline,
+    # and the last ones, arriving while the interpreter shuts down, cannot end
+    # the process by the signal: it exits with the child's status.
+    env = worker_env(ENTRYPOINT_STOP_TIMEOUT="1")
+    with entrypoint("run", "--", *CHILD, "--on-term", on_term, env=env) as run:
+        run.wait_stdout(r"^ready")
+        storm = subprocess.run(
+            [sys.executable, "-c", TERM_STORM, str(run.pid)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        code = run.wait(15)
+    assert int(storm.stdout) > 100
+    (exited_event,) = run.events("child_exited")
+    assert code == exited_event["exit_code"]
+    if on_term == "ignore":
+        assert code == 128 + signal.SIGKILL
+        assert run.events("stop_escalated")
