@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entrypoint.runtime.state import loads
-from tests.helpers import ROOT, modules_after
+from tests.helpers import ROOT, base_env, modules_after, run_entrypoint
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -94,17 +93,7 @@ def test_a_state_file_nested_beyond_the_stack_is_corrupt_in_one_line(tmp_path: P
         loads(b"[" * 60_000 + b"]" * 60_000)
     state = tmp_path / "state.json"
     state.write_bytes(b"[" * 30_000 + b"]" * 30_000)  # under the 64 KiB a state file may have
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRYPOINT_")}
-    env |= {"MODE": "worker", "ENTRYPOINT_STATE_FILE": str(state)}
-    result = subprocess.run(
-        [sys.executable, "-m", "entrypoint", "health"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    result = run_entrypoint("health", env=base_env(MODE="worker", ENTRYPOINT_STATE_FILE=str(state)))
     assert result.returncode == 1
     assert (result.stdout + result.stderr).splitlines() == [
         f"state file {state} is unreadable or corrupt (nested too deeply)"
